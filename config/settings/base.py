@@ -1,0 +1,185 @@
+"""Settings shared by every environment. Everything a deployment changes comes from the environment
+(django-environ); `.env.example` lists each variable and a test keeps that list complete."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")  # real environment variables win over the file
+
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+UPLOAD_DIR = DATA_DIR / "uploads"
+DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite, Qdrant and the broker need it to exist
+
+SECRET_KEY = env.str("SECRET_KEY")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "ingest",
+    "assistant",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default writes from web threads and the worker thread at once: WAL lets readers
+    # go on during a write, IMMEDIATE transactions plus a timeout make writers queue, not fail.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+MEDIA_ROOT = UPLOAD_DIR
+
+# --- uploads ----------------------------------------------------------------------------------
+MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=100)
+DATA_UPLOAD_MAX_NUMBER_FILES = 500
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger uploads spool to a temporary file
+
+# --- RAG components: swappable by dotted path, like CACHES --------------------------------------
+QDRANT_URL = env.str("QDRANT_URL", default="")
+QDRANT_API_KEY = env.str("QDRANT_API_KEY", default="")
+QDRANT_COLLECTION = env.str("QDRANT_COLLECTION", default="chunks")
+RAG_EMBEDDER = {
+    "BACKEND": "rag.embedding.SentenceTransformerEmbedder",
+    "OPTIONS": {
+        "model_path": env.str("EMBEDDING_MODEL_PATH", default="") or None,
+        "batch_size": env.int("EMBEDDING_BATCH_SIZE", default=32),
+        "threads": env.int("EMBEDDING_THREADS", default=0) or None,
+    },
+}
+RAG_VECTOR_STORE = {
+    "BACKEND": "rag.store.QdrantStore",
+    "OPTIONS": {
+        "url": QDRANT_URL or None,
+        "path": None if QDRANT_URL else str(DATA_DIR / "qdrant"),
+        "api_key": QDRANT_API_KEY or None,
+        "collection": QDRANT_COLLECTION,
+    },
+}
+CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=256)
+CHUNK_OVERLAP = env.float("CHUNK_OVERLAP", default=0.15)
+SEARCH_TOP_K = env.int("SEARCH_TOP_K", default=10)
+
+# --- language models (used by the answering issue) ----------------------------------------------
+DEEPSEEK_API_KEY = env.str("DEEPSEEK_API_KEY", default="")
+DEEPSEEK_BASE_URL = env.str("DEEPSEEK_BASE_URL", default="https://api.deepseek.com")
+DEEPSEEK_MODEL = env.str("DEEPSEEK_MODEL", default="deepseek-reasoner")
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="")
+
+# --- Celery -----------------------------------------------------------------------------------
+# The embedded default needs no server: a broker in a folder under DATA_DIR, which the CLI can
+# post to while the app's in-process worker consumes. Production sets a Redis URL.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+INGEST_SOFT_TIME_LIMIT = env.int("INGEST_SOFT_TIME_LIMIT", default=3600)
+INGEST_TIME_LIMIT = env.int("INGEST_TIME_LIMIT", default=3660)
+INGEST_MAX_RETRIES = env.int("INGEST_MAX_RETRIES", default=5)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue = DATA_DIR / "broker"
+    _queue.mkdir(exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue),
+        "data_folder_out": str(_queue),
+        "control_folder": str(_queue / "control"),  # kombu's default is the current directory
+        "store_processed": False,
+    }
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no broadcast in a folder broker
+else:
+    # acks_late + Redis: an unacknowledged task is redelivered after the visibility timeout,
+    # which must outlast the longest task or a slow document would be processed twice at once.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": INGEST_TIME_LIMIT + 600}
+# The embedded default runs the worker inside the app process (Qdrant local mode allows one
+# process); with a real broker, workers are separate processes (`celery -A config worker`).
+EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=CELERY_BROKER_URL.startswith("filesystem://"))
+
+# --- first admin (make run) ---------------------------------------------------------------------
+ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
+ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
+ADMIN_EMAIL = env.str("ADMIN_EMAIL", default="")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "sentence_transformers": {"level": "WARNING"}},
+}

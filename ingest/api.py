@@ -1,0 +1,93 @@
+"""JSON API for documents: POST/GET /api/v1/documents, GET/DELETE /api/v1/documents/<id>."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_http_methods
+
+from rag.store import StoreLocked, StoreUnavailable
+
+from . import selectors, services
+from .models import Collection, Document
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def api_login_required(view):
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return _error(401, "authentication required")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _require_admin(request: HttpRequest) -> JsonResponse | None:
+    if not request.user.is_staff:
+        return _error(403, "only admins may change documents")
+    return None
+
+
+@api_login_required
+@require_http_methods(["GET", "POST"])
+def documents(request: HttpRequest) -> JsonResponse:
+    if request.method == "GET":
+        listed = selectors.document_list(collection=request.GET.get("collection") or None)
+        return JsonResponse({"documents": [selectors.document_json(d) for d in listed]})
+
+    if denied := _require_admin(request):
+        return denied
+    files = request.FILES.getlist("file") or request.FILES.getlist("files")
+    if not files:
+        return _error(400, "no file: send multipart/form-data with one or more 'file' fields")
+    slug = request.POST.get("collection") or services.DEFAULT_COLLECTION_SLUG
+    collection = Collection.objects.filter(slug=slug).first()
+    if collection is None:
+        if slug != services.DEFAULT_COLLECTION_SLUG:
+            return _error(400, f"unknown collection {slug!r}")
+        collection = services.collection_get_or_create(slug=slug)
+    created = [
+        services.document_upload(
+            file=upload,
+            name=upload.name,
+            size=upload.size,
+            collection=collection,
+            uploaded_by=request.user,
+        )
+        for upload in files
+    ]
+    return JsonResponse({"documents": [selectors.document_json(d) for d in created]}, status=202)
+
+
+@api_login_required
+@require_http_methods(["GET", "DELETE"])
+def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    if request.method == "GET":
+        return JsonResponse(selectors.document_json(document))
+    if denied := _require_admin(request):
+        return denied
+    try:
+        services.document_delete(document=document)
+    except (StoreUnavailable, StoreLocked) as exc:
+        return _error(503, f"not deleted: the vector store is unavailable ({exc})")
+    return HttpResponse(status=204)
+
+
+@api_login_required
+@require_http_methods(["POST"])
+def document_reindex(request: HttpRequest, document_id: int) -> JsonResponse:
+    if denied := _require_admin(request):
+        return denied
+    document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    try:
+        document = services.document_reindex(document=document)
+    except services.DocumentError as exc:
+        return _error(409, str(exc))
+    return JsonResponse(selectors.document_json(document), status=202)

@@ -1,0 +1,29 @@
+"""Create the first admin if there is none, and the default collection."""
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from ingest import services
+
+
+class Command(BaseCommand):
+    help = "Create a first admin (ADMIN_USERNAME / ADMIN_PASSWORD, or a printed random password)."
+
+    def handle(self, *args, **options):
+        services.collection_get_or_create()
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        password = settings.ADMIN_PASSWORD or secrets.token_urlsafe(12)
+        User.objects.create_superuser(settings.ADMIN_USERNAME, settings.ADMIN_EMAIL, password)
+        self.stdout.write(
+            self.style.SUCCESS(f"Created the first admin '{settings.ADMIN_USERNAME}'.")
+        )
+        if not settings.ADMIN_PASSWORD:
+            self.stdout.write(
+                f"  password: {password}\n  (shown once; change it with "
+                f"`.venv/bin/python manage.py changepassword {settings.ADMIN_USERNAME}`)"
+            )

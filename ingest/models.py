@@ -1,0 +1,68 @@
+from django.conf import settings
+from django.db import models
+
+
+class Collection(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PARSING = "parsing"
+        CHUNKING = "chunking"
+        EMBEDDING = "embedding"
+        INDEXING = "indexing"
+        READY = "ready"
+        FAILED = "failed"
+        DUPLICATE = "duplicate"
+
+    IN_PROGRESS = (Status.PARSING, Status.CHUNKING, Status.EMBEDDING, Status.INDEXING)
+    UNFINISHED = (Status.QUEUED, *IN_PROGRESS)
+    FINISHED = (Status.READY, Status.FAILED, Status.DUPLICATE)
+
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="documents")
+    name = models.CharField(max_length=255)
+    file = models.FileField(max_length=300, blank=True)  # MEDIA_ROOT = DATA_DIR/uploads
+    media_type = models.CharField(max_length=120, blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    stage = models.CharField(max_length=200, blank=True, help_text="What the pipeline is doing now")
+    progress = models.PositiveSmallIntegerField(default=0)
+    page_count = models.PositiveIntegerField(null=True, blank=True)
+    chunk_count = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Why the document failed, for the admin")
+    warnings = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    duplicate_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates"
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

@@ -1,0 +1,361 @@
+"""Writes for documents and collections. Views, the API, commands and tasks each call one of these.
+
+`document_ingest` is the whole pipeline and reads top to bottom:
+parse -> chunk -> embed -> index -> mark ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from rag import parsing
+from rag.types import IndexedChunk
+
+from .components import get_chunker, get_embedder, get_lexical_encoder, get_store
+from .models import Collection, Document
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION_SLUG = "general"
+EMBED_BATCH = 64
+UPSERT_BATCH = 256
+
+
+class DocumentError(Exception):
+    """An admin action that cannot be done now; the message says why."""
+
+
+class DocumentGone(Exception):
+    """The document was deleted while it was being processed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Collections
+# ---------------------------------------------------------------------------------------------
+
+
+def collection_get_or_create(*, slug: str | None = None, name: str | None = None) -> Collection:
+    slug = slugify(slug or name or DEFAULT_COLLECTION_SLUG) or DEFAULT_COLLECTION_SLUG
+    collection, _ = Collection.objects.get_or_create(
+        slug=slug, defaults={"name": name or slug.replace("-", " ").capitalize()}
+    )
+    return collection
+
+
+# ---------------------------------------------------------------------------------------------
+# Upload, re-index, delete
+# ---------------------------------------------------------------------------------------------
+
+
+def document_upload(
+    *,
+    file: IO[bytes],
+    name: str,
+    collection: Collection,
+    uploaded_by: AbstractBaseUser | None = None,
+    size: int | None = None,
+    enqueue: bool = True,
+) -> Document:
+    """Record an uploaded file and queue its ingestion.
+
+    Every outcome is a Document row: over the size limit -> failed (the bytes are not kept);
+    same bytes as a live document -> duplicate pointing to it; otherwise the original is stored
+    under its content hash and the document is queued.
+    """
+    name = PurePath(name or "unnamed").name[:255] or "unnamed"
+    user = uploaded_by if uploaded_by is not None and uploaded_by.is_authenticated else None
+    limit = settings.MAX_UPLOAD_MB * 1024 * 1024
+    size = size if size is not None else _size_of(file)
+    base = {"name": name, "collection": collection, "uploaded_by": user, "size": size}
+    if size > limit:
+        return Document.objects.create(
+            **base,
+            status=Document.Status.FAILED,
+            progress=100,
+            stage="rejected",
+            error=f"file is {size / 1024 / 1024:.1f} MB, over the {settings.MAX_UPLOAD_MB} MB limit "
+            "(MAX_UPLOAD_MB)",
+            finished_at=timezone.now(),
+        )
+
+    sha256 = _sha256_of(file)
+    original = (
+        Document.objects.filter(sha256=sha256)
+        .exclude(status__in=(Document.Status.FAILED, Document.Status.DUPLICATE))
+        .order_by("id")
+        .first()
+    )
+    if original is not None:
+        return Document.objects.create(
+            **base,
+            sha256=sha256,
+            media_type=original.media_type,
+            status=Document.Status.DUPLICATE,
+            progress=100,
+            stage=f"same content as document #{original.id}",
+            duplicate_of=original,
+            page_count=original.page_count,
+            chunk_count=original.chunk_count,
+            finished_at=timezone.now(),
+        )
+
+    stored_name = _store_original(file, sha256=sha256, name=name)
+    with transaction.atomic():
+        document = Document.objects.create(
+            **base, sha256=sha256, file=stored_name, status=Document.Status.QUEUED, stage="queued"
+        )
+        if enqueue:
+            document_enqueue(document=document)
+    return document
+
+
+def document_enqueue(*, document: Document) -> None:
+    """Queue the ingestion task once the row is committed (a worker never sees a missing row)."""
+    from .tasks import document_ingest_task
+
+    document_id = document.id
+
+    def send() -> None:
+        try:
+            document_ingest_task.delay(document_id)
+        except Exception as exc:  # broker down: say so on the document instead of losing it
+            logger.exception("could not queue document %s", document_id)
+            document_fail(
+                document_id=document_id,
+                reason=f"could not reach the task queue ({exc}); press Re-index to try again",
+            )
+
+    transaction.on_commit(send)
+
+
+def document_reindex(*, document: Document) -> Document:
+    if document.status == Document.Status.DUPLICATE:
+        raise DocumentError("this is a duplicate: re-index the original document instead")
+    if not document.file:
+        raise DocumentError(
+            "the original file was not kept (it was rejected), so it cannot be re-indexed"
+        )
+    if document.status in Document.IN_PROGRESS:
+        raise DocumentError("the document is being processed right now")
+    with transaction.atomic():
+        Document.objects.filter(pk=document.pk).update(
+            status=Document.Status.QUEUED,
+            stage="queued for re-indexing",
+            progress=0,
+            error="",
+            warnings=[],
+            attempts=0,
+            started_at=None,
+            finished_at=None,
+            updated_at=timezone.now(),
+        )
+        document_enqueue(document=document)
+    document.refresh_from_db()
+    return document
+
+
+def document_delete(*, document: Document) -> None:
+    """Remove the document's points, then its row, then its stored original if nothing else uses it.
+
+    The store goes first: if it is unreachable, nothing is deleted and the error says why.
+    """
+    if document.status != Document.Status.DUPLICATE:
+        get_store().delete_document(str(document.pk))
+    file_name = document.file.name if document.file else ""
+    document.delete()
+    if file_name and not Document.objects.filter(file=file_name).exists():
+        document.file.storage.delete(file_name)
+
+
+def documents_resume() -> int:
+    """Re-queue documents that a stopped process left unfinished. Returns how many."""
+    resumed = 0
+    for document in Document.objects.filter(status__in=Document.UNFINISHED).order_by("id"):
+        Document.objects.filter(pk=document.pk).update(
+            status=Document.Status.QUEUED, stage="resumed after restart", updated_at=timezone.now()
+        )
+        document_enqueue(document=document)
+        resumed += 1
+    return resumed
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------
+
+
+def document_ingest(*, document_id: int) -> Document:
+    """parse -> chunk -> embed -> index -> ready. Idempotent: point ids come from the content hash,
+    so a re-run overwrites the same points and removes any left over from a longer old version."""
+    document = Document.objects.select_related("collection").get(pk=document_id)
+    if document.is_finished:
+        return document  # a redelivered or duplicate message: the work is done
+    progress = _Progress(document_id)
+    progress.set(Document.Status.PARSING, 1, "reading the file", started=True)
+
+    with document.file.open("rb") as handle:
+        data = handle.read()
+    parsed = parsing.parse(
+        data,
+        document.name,
+        progress=lambda done, total: progress.set(
+            Document.Status.PARSING, 1 + 19 * done // total, f"reading page {done} of {total}"
+        ),
+    )
+    del data
+
+    progress.set(
+        Document.Status.CHUNKING, 20, "splitting into passages", media_type=parsed.media_type
+    )
+    chunks = get_chunker().split(parsed, doc_id=str(document.pk), doc_sha256=document.sha256)
+    if not chunks:
+        raise parsing.ParseError("no text to index once the document was split into passages")
+
+    embedder = get_embedder()
+    vectors = []
+    for start in range(0, len(chunks), EMBED_BATCH):
+        batch = chunks[start : start + EMBED_BATCH]
+        vectors.extend(embedder.embed([chunk.embedding_text for chunk in batch]))
+        done = start + len(batch)
+        progress.set(
+            Document.Status.EMBEDDING,
+            25 + 65 * done // len(chunks),
+            f"embedded {done} of {len(chunks)} passages",
+        )
+
+    store = get_store()
+    encoder = get_lexical_encoder()
+    payload = {"collection": document.collection.slug, "document_name": document.name}
+    for start in range(0, len(chunks), UPSERT_BATCH):
+        batch = chunks[start : start + UPSERT_BATCH]
+        store.upsert(
+            [
+                IndexedChunk(
+                    chunk=chunk,
+                    dense=tuple(vectors[start + offset].tolist()),
+                    sparse=encoder.encode_document(chunk.embedding_text),
+                    payload=payload,
+                )
+                for offset, chunk in enumerate(batch)
+            ]
+        )
+        done = start + len(batch)
+        progress.set(
+            Document.Status.INDEXING,
+            90 + 9 * done // len(chunks),
+            f"indexed {done} of {len(chunks)} passages",
+        )
+    store.delete_document(str(document.pk), from_index=len(chunks))
+
+    updated = Document.objects.filter(pk=document_id).update(
+        status=Document.Status.READY,
+        progress=100,
+        stage="ready",
+        media_type=parsed.media_type,
+        page_count=parsed.page_count,
+        chunk_count=len(chunks),
+        warnings=list(parsed.warnings),
+        error="",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    if not updated:  # deleted while we worked: take back the points we just wrote
+        store.delete_document(str(document_id))
+        raise DocumentGone(document_id)
+    document.refresh_from_db()
+    return document
+
+
+def document_fail(*, document_id: int, reason: str) -> None:
+    Document.objects.filter(pk=document_id).update(
+        status=Document.Status.FAILED,
+        stage="failed",
+        progress=100,
+        error=reason[:2000],
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def document_retry_later(*, document_id: int, reason: str, countdown: float, attempt: int) -> None:
+    Document.objects.filter(pk=document_id).update(
+        status=Document.Status.QUEUED,
+        stage=f"retrying in {countdown:.0f}s (attempt {attempt}): {reason}"[:200],
+        attempts=attempt,
+        updated_at=timezone.now(),
+    )
+
+
+@dataclass
+class _Progress:
+    """Writes stage and percent, at most a few times a second, always on a change of stage."""
+
+    document_id: int
+    interval: float = 0.4
+    _last_write: float = 0.0
+    _last_status: str = ""
+
+    def set(
+        self, status: str, percent: int, stage: str, *, started: bool = False, **fields
+    ) -> None:
+        now = time.monotonic()
+        if status == self._last_status and not fields and now - self._last_write < self.interval:
+            return
+        values = {
+            "status": status,
+            "progress": min(int(percent), 99),
+            "stage": stage[:200],
+            **fields,
+        }
+        values["updated_at"] = timezone.now()
+        if started:
+            values["started_at"] = values["updated_at"]
+        if not Document.objects.filter(pk=self.document_id).update(**values):
+            raise DocumentGone(self.document_id)
+        self._last_write, self._last_status = now, status
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _size_of(file: IO[bytes]) -> int:
+    position = file.tell()
+    file.seek(0, 2)
+    size = file.tell()
+    file.seek(position)
+    return size
+
+
+def _sha256_of(file: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    file.seek(0)
+    for block in iter(lambda: file.read(1024 * 1024), b""):
+        digest.update(block)
+    file.seek(0)
+    return digest.hexdigest()
+
+
+def _store_original(file: IO[bytes], *, sha256: str, name: str) -> str:
+    """Content-addressed: the same bytes are stored once, whatever they were called."""
+    from django.core.files import File
+    from django.core.files.storage import default_storage as storage
+
+    suffix = PurePath(name).suffix.lower()[:10]
+    stored = f"{sha256[:2]}/{sha256}{suffix}"
+    if not storage.exists(stored):
+        file.seek(0)
+        stored = storage.save(stored, File(file, name=stored))
+    return stored

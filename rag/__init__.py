@@ -1,0 +1,1 @@
+"""Django-free RAG core: frozen dataclasses in, frozen dataclasses out."""

@@ -1,0 +1,55 @@
+"""BM25 term weights as sparse vectors, so Qdrant can do the lexical half of hybrid retrieval.
+
+The document side stores BM25's saturated term frequency; Qdrant's IDF modifier supplies the
+inverse document frequency at query time from the live collection, so adding documents never
+requires re-weighting the ones already indexed. Term ids are CRC32 hashes of the lower-cased
+token: stable across processes and releases (Python's ``hash`` is salted per process).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+from .types import SparseVector
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+# A short English stop list: these words carry no lexical signal and only bloat the vectors.
+STOPWORDS = frozenset(
+    """a an and are as at be but by for from has have he her his i if in into is it its me my no
+    not of on or our she so than that the their them then there these they this to was we were
+    what when where which who will with you your""".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    return [w for w in _WORD_RE.findall(text.lower()) if w not in STOPWORDS and len(w) < 40]
+
+
+def term_id(token: str) -> int:
+    return zlib.crc32(token.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class BM25Encoder:
+    k1: float = 1.2
+    b: float = 0.75
+    avg_doc_len: float = 120.0  # tokens after stop-word removal, for ~256-token chunks
+
+    def __post_init__(self) -> None:
+        if self.k1 <= 0 or not 0 <= self.b <= 1 or self.avg_doc_len <= 0:
+            raise ValueError("BM25 needs k1 > 0, 0 <= b <= 1 and avg_doc_len > 0")
+
+    def encode_document(self, text: str) -> SparseVector:
+        tokens = tokenize(text)
+        counts = Counter(term_id(t) for t in tokens)
+        norm = self.k1 * (1 - self.b + self.b * len(tokens) / self.avg_doc_len)
+        items = sorted((tid, tf * (self.k1 + 1) / (tf + norm)) for tid, tf in counts.items())
+        return SparseVector(tuple(i for i, _ in items), tuple(v for _, v in items))
+
+    def encode_query(self, text: str) -> SparseVector:
+        ids = sorted({term_id(t) for t in tokenize(text)})
+        return SparseVector(tuple(ids), tuple(1.0 for _ in ids))

@@ -1,0 +1,376 @@
+"""Bytes + file name -> ParsedDocument, keeping the physical page of every character.
+
+The media type is decided from the *content*; the file name only breaks ties between text formats
+(Markdown, HTML, plain text) and makes error messages precise ("named .pdf but it is a PNG image").
+Every failure a user can cause raises ``ParseError`` with a reason written for that user.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import PurePath
+
+import filetype
+from charset_normalizer import from_bytes
+
+from .types import Block, Page, ParsedDocument
+
+PDF = "application/pdf"
+TXT = "text/plain"
+MARKDOWN = "text/markdown"
+HTML = "text/html"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+SUPPORTED_MEDIA_TYPES = (PDF, TXT, MARKDOWN, HTML, DOCX)
+
+EXTENSIONS = {
+    ".pdf": PDF,
+    ".txt": TXT,
+    ".text": TXT,
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".html": HTML,
+    ".htm": HTML,
+    ".docx": DOCX,
+}
+FRIENDLY = {PDF: "a PDF", TXT: "text", MARKDOWN: "Markdown", HTML: "HTML", DOCX: "a DOCX document"}
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ParseError(Exception):
+    """The document cannot be read; ``reason`` is shown to the admin as is. Never worth a retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Media type detection
+# ---------------------------------------------------------------------------------------------
+
+
+def detect_media_type(data: bytes, filename: str) -> str:
+    """Decide what ``data`` is from its content. Raises ParseError for empty or unsupported files."""
+    if not data:
+        raise ParseError("empty file (0 bytes)")
+    ext = PurePath(filename).suffix.lower()
+    named = EXTENSIONS.get(ext)
+    head = data[:2048]
+
+    if _has_pdf_header(head):
+        return PDF
+    if head.startswith(b"PK\x03\x04"):
+        if _is_docx(data):
+            return DOCX
+        raise ParseError(_mismatch(ext, named, "a ZIP archive"))
+    if not _is_clean_text(head):
+        # Magic numbers only for data that is not plainly text: some are two or three bytes
+        # ("BM", "ID3", "MZ") and would refuse a note that merely starts with those letters.
+        kind = filetype.guess(head)
+        if kind is not None:
+            raise ParseError(_mismatch(ext, named, f"{kind.mime} ({kind.extension})"))
+        if _looks_binary(head):
+            raise ParseError(_mismatch(ext, named, "binary data"))
+
+    if named in (PDF, DOCX):
+        raise ParseError(
+            f"named {ext} but the content is not {FRIENDLY[named]} (it looks like text)"
+        )
+    if named in (MARKDOWN, HTML, TXT):
+        return named
+    if re.match(rb"\s*(<!doctype html|<html)", head, re.IGNORECASE):
+        return HTML
+    return TXT  # any other textual file (csv, log, no extension...) is read as plain text
+
+
+def _mismatch(ext: str, named: str | None, actual: str) -> str:
+    if named:
+        return f"named {ext} but the content is {actual}: not a supported document type"
+    return f"unsupported file type: {actual}"
+
+
+def _is_docx(data: bytes) -> bool:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return "word/document.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def _has_pdf_header(head: bytes) -> bool:
+    """PDF readers accept the header anywhere in the first 1024 bytes, after junk such as a mail
+    or HTTP header; a text file that merely *mentions* "%PDF-" is still text."""
+    position = head.find(b"%PDF-", 0, 1024)
+    if position < 0:
+        return False
+    prefix = head[:position]
+    if not prefix.strip() or not _is_clean_text(prefix):
+        return True  # at the start, or after binary junk
+    # After text: only a header on a line of its own followed by PDF objects is a PDF.
+    return prefix.endswith((b"\n", b"\r")) and re.search(rb"\d+ \d+ obj", head) is not None
+
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def _is_clean_text(head: bytes) -> bool:
+    """No NUL and no control characters but whitespace and ESC: what text files look like in
+    any 8-bit or UTF-8 encoding (UTF-16 is caught by its byte order mark)."""
+    return not _CONTROL.search(head)
+
+
+def _looks_binary(head: bytes) -> bool:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return False  # UTF-16 / UTF-8 byte order marks: text
+    return b"\x00" in head
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def parse(data: bytes, filename: str, *, progress: ProgressFn | None = None) -> ParsedDocument:
+    """Parse ``data``. ``progress(done, total)`` is called as pages are read (PDFs page by page)."""
+    media_type = detect_media_type(data, filename)
+    report = progress or (lambda done, total: None)
+    if media_type == PDF:
+        document = _parse_pdf(data, report)
+    elif media_type == DOCX:
+        document = _parse_docx(data)
+    elif media_type == HTML:
+        document = _parse_html(decode_text(data))
+    elif media_type == MARKDOWN:
+        document = _parse_markdown(decode_text(data))
+    else:
+        document = _parse_text(decode_text(data))
+    if not any(page.text.strip() for page in document.pages):
+        raise ParseError("no extractable text: the document is empty once markup is removed")
+    if media_type != PDF:  # a PDF reported page by page already
+        report(1, 1)
+    return document
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes of unknown encoding; UTF-8 first (fast, exact), then detection."""
+    for encoding in ("utf-8-sig",):
+        try:
+            return _normalise(data.decode(encoding))
+        except UnicodeDecodeError:
+            pass
+    # Detection on a sample keeps a 100 MB file from taking minutes; the sample decides the codec.
+    matches = from_bytes(data[:200_000])
+    best = matches.best()
+    if best is None:
+        raise ParseError("the text encoding could not be recognised (is it really a text file?)")
+    encoding = best.encoding
+    # Short Western text scores the same in cp1252, cp1250 and cp1257; charset_normalizer then
+    # picks the first, turning "è" into "č". Among equally good candidates, Windows-1252 is by far
+    # the most common legacy encoding of documents.
+    tied = {m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
+    if "cp1252" in tied:
+        encoding = "cp1252"
+    return _normalise(data.decode(encoding, errors="replace"))
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+def _paragraph_blocks(text: str, offset: int = 0) -> list[Block]:
+    """Paragraphs are runs of non-blank lines."""
+    blocks = []
+    for match in re.finditer(r"\S(?:.*?\S)?(?=\n[ \t\f\v]*\n|\s*\Z)", text, re.DOTALL):
+        blocks.append(Block("paragraph", offset + match.start(), offset + match.end()))
+    return blocks
+
+
+def _parse_text(text: str) -> ParsedDocument:
+    page = Page(number=None, text=text, blocks=tuple(_paragraph_blocks(text)))
+    return ParsedDocument(media_type=TXT, pages=(page,))
+
+
+def _parse_pdf(data: bytes, report: ProgressFn) -> ParsedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                unlocked = reader.decrypt(
+                    ""
+                )  # owner-password-only PDFs open with an empty password
+            except (FileNotDecryptedError, NotImplementedError, PdfReadError):
+                unlocked = 0
+            if not unlocked:
+                raise ParseError(
+                    "encrypted PDF: it needs a password to open; upload an unprotected copy"
+                )
+        total = len(reader.pages)
+    except ParseError:
+        raise
+    except Exception as exc:  # pypdf raises many types on damaged files
+        raise ParseError(f"corrupt or truncated PDF: {_short(exc)}") from exc
+    if total == 0:
+        raise ParseError("corrupt or truncated PDF: no pages could be read")
+
+    pages: list[Page] = []
+    warnings: list[str] = []
+    failed_pages = 0
+    for number in range(1, total + 1):
+        try:
+            text = _normalise(reader.pages[number - 1].extract_text() or "")
+        except Exception as exc:  # one damaged page must not lose the rest of the document
+            failed_pages += 1
+            warnings.append(f"page {number}: text could not be extracted ({_short(exc)})")
+            text = ""
+        pages.append(Page(number=number, text=text, blocks=tuple(_paragraph_blocks(text))))
+        report(number, total)
+    if failed_pages == total:
+        raise ParseError(f"corrupt or truncated PDF: no page could be read ({warnings[0]})")
+    if not any(page.text.strip() for page in pages):
+        raise ParseError(
+            f"no extractable text — scanned PDF? ({total} page{'s' if total != 1 else ''} "
+            "without a text layer; OCR is not enabled)"
+        )
+    title = ""
+    try:
+        title = str((reader.metadata or {}).get("/Title") or "").strip()
+    except Exception:  # metadata is decoration: a broken info dictionary is not worth a failure
+        pass
+    return ParsedDocument(media_type=PDF, pages=tuple(pages), title=title, warnings=tuple(warnings))
+
+
+def _short(exc: BaseException) -> str:
+    message = str(exc).strip() or type(exc).__name__
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+# --- structured formats: HTML, Markdown (rendered to HTML), DOCX -------------------------------
+
+
+class _BlockBuilder:
+    """Accumulates headings and paragraphs into one page text with block offsets."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.blocks: list[Block] = []
+        self.length = 0
+
+    def add(self, kind: str, text: str, level: int = 0) -> None:
+        text = " ".join(text.split())
+        if not text:
+            return
+        if self.parts:
+            self.parts.append("\n\n")
+            self.length += 2
+        self.blocks.append(Block(kind, self.length, self.length + len(text), level))  # type: ignore[arg-type]
+        self.parts.append(text)
+        self.length += len(text)
+
+    def page(self) -> Page:
+        return Page(number=None, text="".join(self.parts), blocks=tuple(self.blocks))
+
+
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_BLOCK_TAGS = {
+    "p", "div", "section", "article", "main", "aside", "header", "footer", "nav", "li", "ul",
+    "ol", "pre", "blockquote", "table", "tr", "td", "th", "dt", "dd", "dl", "figcaption",
+    "caption", "address", "form", "fieldset", "details", "summary", "hr", "body",
+}  # fmt: skip
+_DROPPED_TAGS = ["script", "style", "noscript", "template", "svg", "iframe", "object", "head"]
+
+
+def _parse_html(html: str, media_type: str = HTML) -> ParsedDocument:
+    from bs4 import BeautifulSoup, Comment, NavigableString
+
+    soup = BeautifulSoup(html, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(_DROPPED_TAGS):
+        tag.decompose()
+    builder = _BlockBuilder()
+    inline: list[str] = []
+
+    def flush() -> None:
+        builder.add("paragraph", "".join(inline))
+        inline.clear()
+
+    # An explicit stack instead of recursion: deeply nested markup must not hit the recursion limit.
+    stack: list = [iter((soup.body or soup).children)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            if not isinstance(stack.pop(), _InlineIter):
+                flush()  # closing a block element ends its paragraph
+            continue
+        if isinstance(node, Comment):
+            continue
+        if isinstance(node, NavigableString):
+            inline.append(str(node))
+            continue
+        name = node.name
+        if name in _HEADINGS:
+            flush()
+            builder.add("heading", node.get_text(" ", strip=True), _HEADINGS[name])
+        elif name == "br":
+            inline.append(" ")
+        elif name in _BLOCK_TAGS:
+            flush()
+            stack.append(iter(node.children))
+        else:
+            # Inline element: walk its children without ending the paragraph.
+            stack.append(_InlineIter(node.children))
+    flush()
+    return ParsedDocument(media_type=media_type, pages=(builder.page(),), title=title)
+
+
+class _InlineIter:
+    """Iterator wrapper marking inline children, so leaving them does not flush the paragraph."""
+
+    def __init__(self, children) -> None:
+        self._it = iter(children)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+
+def _parse_markdown(text: str) -> ParsedDocument:
+    from markdown_it import MarkdownIt
+
+    # html=False: raw HTML in Markdown is shown as text, never interpreted (scripts stay inert).
+    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return _parse_html(f"<body>{html}</body>", media_type=MARKDOWN)
+
+
+def _parse_docx(data: bytes) -> ParsedDocument:
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:
+        raise ParseError(f"corrupt DOCX document: {_short(exc)}") from exc
+    builder = _BlockBuilder()
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            for row in item.rows:
+                builder.add("paragraph", " | ".join(cell.text for cell in row.cells))
+            continue
+        style = (item.style.name if item.style is not None else "") or ""
+        match = re.match(r"Heading (\d)", style)
+        if style == "Title":
+            builder.add("heading", item.text, 1)
+        elif match:
+            builder.add("heading", item.text, min(int(match.group(1)), 6))
+        else:
+            builder.add("paragraph", item.text)
+    title = (document.core_properties.title or "").strip()
+    return ParsedDocument(media_type=DOCX, pages=(builder.page(),), title=title)
