@@ -92,3 +92,90 @@ class ScoredChunk:
     score: float
     heading_path: tuple[str, ...] = ()
     document_name: str = ""
+    # Component scores kept for the audit record: cosine similarity, BM25, and the 1-based rank
+    # in each list (None when the chunk was not in that list).
+    dense_score: float | None = None
+    lexical_score: float | None = None
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Answering: prompt, model output, citations
+# ---------------------------------------------------------------------------------------------
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """The exact messages sent to a model; ``sources[n - 1]`` is source ``[n]``."""
+
+    messages: tuple[Message, ...]
+    sources: tuple[ScoredChunk, ...]
+    template_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of a streamed answer: reasoning text, answer text, or both empty (keep-alive)."""
+
+    reasoning: str = ""
+    answer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished generation, normalised across providers."""
+
+    answer: str
+    reasoning: str
+    model: str  # the model name/version string the provider reported
+    provider: str  # "deepseek", "openai-compatible", "local", "fake"...
+    usage: Usage = Usage()
+    finish_reason: str | None = None
+
+
+Verdict = Literal["supported", "partial", "unsupported"]
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """One ``[n]`` in an answer, checked against the passage it points to."""
+
+    marker: int
+    chunk: ScoredChunk
+    sentence: str  # the answer sentence carrying the marker, markers removed
+    quote: str  # the best supporting span of ``chunk.text`` ("" when nothing supports it)
+    quote_start: int  # offsets of ``quote`` in ``chunk.text``
+    quote_end: int
+    verdict: Verdict
+    score: float  # the verifier's combined score in [0, 1]
+
+
+@dataclass(frozen=True, slots=True)
+class CitationReport:
+    citations: tuple[Citation, ...]
+    invalid_markers: tuple[int, ...] = ()  # markers with no such source: dropped and flagged
+    uncited_sentences: tuple[str, ...] = ()  # answer sentences making a claim without a marker
+
+    @property
+    def has_unsupported(self) -> bool:
+        return any(c.verdict == "unsupported" for c in self.citations) or bool(self.invalid_markers)

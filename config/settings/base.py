@@ -10,14 +10,23 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")  # real environment variables win over the file
 
-DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+def _set(name: str) -> str:
+    """The variable's value, or "" when unset or empty: `.env.example` leaves optional ones empty."""
+    return env.str(name, default="").strip()
+
+
+DATA_DIR = Path(_set("DATA_DIR") or BASE_DIR / "var")
+if not DATA_DIR.is_absolute():
+    DATA_DIR = BASE_DIR / DATA_DIR  # relative to the project, not to wherever a command runs
+DATA_DIR = DATA_DIR.resolve()
 UPLOAD_DIR = DATA_DIR / "uploads"
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite, Qdrant and the broker need it to exist
 
 SECRET_KEY = env.str("SECRET_KEY")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS = [o for o in env.list("CSRF_TRUSTED_ORIGINS", default=[]) if o]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,7 +70,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+DATABASES = {
+    "default": env.db_url_config(_set("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default writes from web threads and the worker thread at once: WAL lets readers
     # go on during a write, IMMEDIATE transactions plus a timeout make writers queue, not fail.
@@ -135,7 +146,8 @@ LLM_MODEL = env.str("LLM_MODEL", default="")
 # --- Celery -----------------------------------------------------------------------------------
 # The embedded default needs no server: a broker in a folder under DATA_DIR, which the CLI can
 # post to while the app's in-process worker consumes. Production sets a Redis URL.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# A host name keeps kombu from warning that none was given; the folder is all that counts.
+CELERY_BROKER_URL = _set("CELERY_BROKER_URL") or "filesystem://localhost/"
 INGEST_SOFT_TIME_LIMIT = env.int("INGEST_SOFT_TIME_LIMIT", default=3600)
 INGEST_TIME_LIMIT = env.int("INGEST_TIME_LIMIT", default=3660)
 INGEST_MAX_RETRIES = env.int("INGEST_MAX_RETRIES", default=5)
@@ -168,7 +180,11 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": INGEST_TIME_LIMIT + 600}
 # The embedded default runs the worker inside the app process (Qdrant local mode allows one
 # process); with a real broker, workers are separate processes (`celery -A config worker`).
-EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=CELERY_BROKER_URL.startswith("filesystem://"))
+EMBEDDED_WORKER = (
+    env.bool("EMBEDDED_WORKER")
+    if _set("EMBEDDED_WORKER")
+    else CELERY_BROKER_URL.startswith("filesystem://")
+)
 
 # --- first admin (make run) ---------------------------------------------------------------------
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")

@@ -4,18 +4,17 @@ Missing SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL, QDRANT_URL or ALLOWED_HOSTS
 with ImproperlyConfigured instead of silently falling back to the embedded defaults.
 """
 
-import environ
+from django.core.exceptions import ImproperlyConfigured
 
-_env = environ.Env()
-for _name in ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "ALLOWED_HOSTS"):
-    _env.str(_name)  # raises ImproperlyConfigured naming the variable
+from .base import *  # noqa: F403  (reads .env first, so its values count below)
+from .base import _set, env
 
-from .base import *  # noqa: E402,F403
-from .base import env  # noqa: E402
+REQUIRED = ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "ALLOWED_HOSTS")
+for _name in REQUIRED:
+    if not _set(_name):
+        raise ImproperlyConfigured(f"{_name} must be set in production (see .env.example)")
 
 if SECRET_KEY.startswith("insecure") or len(SECRET_KEY) < 32:  # noqa: F405
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "SECRET_KEY is too short or a development key: set a long random one"
     )
@@ -26,5 +25,11 @@ SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# TLS usually ends at a proxy in front of the web container: redirect and HSTS are its call.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 X_FRAME_OPTIONS = "SAMEORIGIN"  # the PDF viewer opens originals in a frame of our own pages
+SILENCED_SYSTEM_CHECKS = ["security.W019"]  # SAMEORIGIN on purpose, see above
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)  # noqa: F405
