@@ -57,7 +57,12 @@ def get_lexical_encoder() -> BM25Encoder:
 
 
 def get_retriever() -> Retriever:
-    return Retriever(embedder=get_embedder(), store=get_store())
+    return Retriever(
+        embedder=get_embedder(),
+        store=get_store(),
+        lexical=get_lexical_encoder(),
+        **settings.RAG_RETRIEVER,
+    )
 
 
 def reset_components(*, keep_embedder: bool = True) -> None:

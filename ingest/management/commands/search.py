@@ -4,6 +4,7 @@ import json
 import sys
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ingest.components import get_retriever
@@ -23,7 +24,7 @@ def result_json(rank: int, hit) -> dict:
 
 
 class Command(BaseCommand):
-    help = "Search indexed passages (dense retrieval)."
+    help = "Search indexed passages (hybrid: dense + BM25, fused by reciprocal rank)."
 
     def add_arguments(self, parser):
         parser.add_argument("query", nargs="?", help="the query (or use --batch)")
@@ -31,7 +32,7 @@ class Command(BaseCommand):
             "--batch", metavar="FILE", help='JSON lines {"id", "query"}; "-" for stdin'
         )
         parser.add_argument("--collection", metavar="SLUG")
-        parser.add_argument("-k", type=int, default=10)
+        parser.add_argument("-k", type=int, default=settings.SEARCH_TOP_K)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, query, batch, collection, k, json: bool, **options):
