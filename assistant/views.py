@@ -1,39 +1,79 @@
 import time
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from ingest import selectors
+from ingest import selectors as documents
 from ingest.components import get_retriever
 from rag.store import StoreLocked, StoreUnavailable
 
+from . import llms, selectors, services
+
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
-    """Passage search over the indexed documents (the chat arrives with the answering issue)."""
+def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    conversation = None
+    if conversation_id is not None:
+        conversation = selectors.conversation_get(
+            user=request.user, conversation_id=conversation_id
+        )
+        if conversation is None:
+            raise Http404("no such conversation")
+    messages = (
+        [selectors.message_json(m) for m in conversation.messages.all()] if conversation else []
+    )
+    models = llms.available_models()
+    return render(
+        request,
+        "assistant/chat.html",
+        {
+            "conversation": conversation,
+            "conversations": selectors.conversation_list(user=request.user),
+            "messages": messages,
+            "collections": documents.collection_list(),
+            "models": [{"id": m.id, "label": m.label} for m in models.values()],
+            "default_model": llms.default_model_id(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
+    if conversation is None:
+        raise Http404("no such conversation")
+    services.conversation_delete(conversation=conversation)
+    return redirect("home")
+
+
+@login_required
+def search(request: HttpRequest) -> HttpResponse:
+    """Passage search over the indexed documents."""
     query = request.GET.get("q", "").strip()
     collection = request.GET.get("collection") or None
     results, error, latency_ms = [], "", None
     if query:
         started = time.perf_counter()
         try:
-            hits = get_retriever().search(
-                query, k=10, collections=[collection] if collection else None
+            results = get_retriever().search(
+                query, k=settings.SEARCH_TOP_K, collections=[collection] if collection else None
             )
         except (StoreUnavailable, StoreLocked) as exc:
-            hits, error = [], f"search is unavailable: {exc}"
+            error = f"search is unavailable: {exc}"
         latency_ms = round((time.perf_counter() - started) * 1000)
-        results = hits
     return render(
         request,
-        "assistant/home.html",
+        "assistant/search.html",
         {
             "query": query,
             "results": results,
             "error": error,
             "latency_ms": latency_ms,
-            "collections": selectors.collection_list(),
+            "collections": documents.collection_list(),
             "collection": collection or "",
         },
     )

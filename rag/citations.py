@@ -461,6 +461,10 @@ class VerifierThresholds:
     * ``clause_coverage``: a claim joining clauses ("… and approved by the CFO") is at most
       ``partial`` when one clause has less than this share of its words in the passage.
     * ``min_claim_words``: an uncited sentence with fewer content words is not a claim.
+    * ``verbatim_coverage``: a claim with at least this share of its content words in one span
+      of the passage is near-verbatim; wording decides it as surely as meaning would, so it is
+      scored lexically and not embedded (the embedder is most of the verifier's cost). Set it
+      above 1 to embed every claim.
     """
 
     supported: float = 0.65
@@ -474,6 +478,7 @@ class VerifierThresholds:
     number_penalty: float = 0.5
     clause_coverage: float = 0.5
     min_claim_words: int = 4
+    verbatim_coverage: float = 0.9
 
     def __post_init__(self) -> None:
         for name in ("embedding_weight", "span_weight", "number_penalty", "clause_coverage"):
@@ -485,6 +490,8 @@ class VerifierThresholds:
             raise ValueError("need 0 <= lexical_partial <= lexical_supported <= 1")
         if not -1 <= self.cosine_floor < self.cosine_ceiling <= 1:
             raise ValueError("need -1 <= cosine_floor < cosine_ceiling <= 1")
+        if self.verbatim_coverage < 0:
+            raise ValueError("verbatim_coverage must be >= 0 (above 1: embed every claim)")
         if self.min_claim_words < 1:
             raise ValueError("min_claim_words must be positive")
 
@@ -518,8 +525,9 @@ def verify_citations(
 
     Out-of-range markers (``[0]``, ``[n]`` with n > len(sources)) are dropped and listed in
     ``invalid_markers``; sentences that make a claim without a marker are listed in
-    ``uncited_sentences``. With an embedder, all claims and candidate spans of the cited
-    passages are embedded in one call; without one the verdict rests on the lexical score.
+    ``uncited_sentences``. With an embedder, the claims that are not near-verbatim and the
+    candidate spans of their passages are embedded in one call; near-verbatim claims, and all of
+    them without an embedder, are decided on the lexical score.
     """
     pairs: list[tuple[MarkedSentence, int]] = []
     invalid: list[int] = []
@@ -537,14 +545,20 @@ def verify_citations(
 
     spans = {n: _candidate_spans(sources[n - 1].text) for n in sorted({n for _, n in pairs})}
     vectors: dict[str, np.ndarray] = {}
-    if embedder is not None and pairs:
+    paraphrased = [
+        (sentence, n)
+        for sentence, n in pairs
+        if _best_span_coverage(sentence.claim, sources[n - 1].text, spans[n])
+        < thresholds.verbatim_coverage
+    ]
+    if embedder is not None and paraphrased:
         texts = list(
             dict.fromkeys(
-                [_embedding_text(s.claim) for s, _ in pairs]
+                [_embedding_text(s.claim) for s, _ in paraphrased]
                 + [
                     _embedding_text(sources[n - 1].text[a:b])
-                    for n, found in spans.items()
-                    for a, b in found
+                    for n in sorted({n for _, n in paraphrased})
+                    for a, b in spans[n]
                 ]
             )
         )
@@ -573,6 +587,13 @@ def verify_citations(
         invalid_markers=tuple(invalid),
         uncited_sentences=tuple(uncited),
     )
+
+
+def _best_span_coverage(claim: str, text: str, spans: Sequence[tuple[int, int]]) -> float:
+    words = _tokens(claim).words
+    if not words:
+        return 0.0
+    return max((_coverage(words, set(_tokens(text[a:b]).words)) for a, b in spans), default=0.0)
 
 
 def score_support(

@@ -2,12 +2,7 @@
 ingestion worker, SQLite, the folder broker and Qdrant local mode under DATA_DIR, no servers."""
 
 import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,100 +10,15 @@ import httpx
 import pytest
 
 from tests.docs import make_pdf
-
-ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "embedded-test-pw"
+from tests.live import Server, manage
+from tests.live import embedded_env as live_env
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def embedded_env(tmp_path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "EMBEDDED_WORKER"}
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATA_DIR=str(tmp_path / "data"),
-        ADMIN_PASSWORD=PASSWORD,
-        HF_HUB_OFFLINE="1",
-    )
-    return env
-
-
-def manage(env, *args, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-class Server:
-    def __init__(self, env) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(Path(env["DATA_DIR"]) / f"serve-{self.port}.log", "w+")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/login/", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise AssertionError("the app did not start:\n" + self.output())
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def client(self) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
-        client.get("/login/")
-        response = client.post(
-            "/login/",
-            data={
-                "username": "admin",
-                "password": PASSWORD,
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{self.url}/login/"},
-        )
-        assert response.status_code == 302, "login failed"
-        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
-        client.headers["Referer"] = f"{self.url}/documents/"
-        return client
-
-    def stop(self) -> str:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-        return self.output()
+    return live_env(tmp_path / "data")
 
 
 def wait_for_ready(client: httpx.Client, count: int, timeout: float = 180) -> list[dict]:
@@ -165,7 +75,7 @@ def test_serve_ingests_uploads_and_cli_queued_files_then_search_finds_the_page(
             "memo.md": "ready",
             "stuck.txt": "ready",
         }
-        page = client.get("/", params={"q": "where is the assembly point"})
+        page = client.get("/search/", params={"q": "where is the assembly point"})
         assert page.status_code == 200
         assert "safety.pdf" in page.text and "#page=2" in page.text
     finally:

@@ -1,10 +1,13 @@
 """Serve the app on the embedded default: one process with the web server and the worker."""
 
+import logging
+import threading
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ingest import services
-from ingest.components import get_store
+from ingest.components import get_retriever, get_store
 from rag.store import StoreLocked
 
 
@@ -27,6 +30,9 @@ class Command(BaseCommand):
             get_store().ensure_collection()  # claim the embedded store now, fail clearly if taken
         except StoreLocked as exc:
             raise CommandError(str(exc)) from exc
+        get_retriever().warm_up()  # the embedding model loads now, not on the first question
+        if settings.LOCAL_LLM_WARM_UP:
+            threading.Thread(target=_warm_default_model, name="warm-model", daemon=True).start()
         worker = None
         if settings.EMBEDDED_WORKER and not no_worker:
             worker = EmbeddedWorker()
@@ -42,3 +48,17 @@ class Command(BaseCommand):
         finally:
             if worker is not None:
                 worker.stop()
+
+
+def _warm_default_model() -> None:
+    """Load the offline model in the background (seconds from its cache, ~35 s the first time)
+    so the first question does not wait for it; an API model needs nothing."""
+    from assistant import llms
+
+    try:
+        model = llms.model_get()
+        warm_up = getattr(model.llm, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+    except Exception:  # the first question will report it with a clear message
+        logging.getLogger(__name__).exception("could not load the default model")

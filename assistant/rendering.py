@@ -1,0 +1,64 @@
+"""Model output and document text become HTML only through here: Markdown, then a whitelist
+sanitiser (nh3), then citation chips. A `<script>` or an `onerror=` in an answer or a document
+is inert by construction, not by escaping in the right places."""
+
+from __future__ import annotations
+
+import re
+
+import markdown
+import nh3
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "strong", "em", "b", "i", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "a", "del",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
+_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+_SPLIT = re.compile(r"(<[^>]*>)")
+
+
+def render_answer(text: str, *, verdicts: dict[int, str] | None = None) -> str:
+    """Markdown -> sanitised HTML with each ``[n]`` turned into a citation chip.
+
+    ``verdicts`` (marker -> worst verdict) adds a class so unsupported citations are marked.
+    """
+    html = markdown.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists"])
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )
+    return _chips(clean, verdicts or {})
+
+
+def _chips(html: str, verdicts: dict[int, str]) -> str:
+    """Replace markers in text only: never inside a tag, a code span or a code block."""
+    out: list[str] = []
+    in_code = 0
+    for part in _SPLIT.split(html):
+        if part.startswith("<"):
+            name = part.strip("</>").split()[0].lower() if part.strip("</>") else ""
+            if name in ("code", "pre"):
+                in_code += -1 if part.startswith("</") else 1
+            out.append(part)
+        elif in_code:
+            out.append(part)
+        else:
+            out.append(_MARKER.sub(lambda m: _chip_group(m, verdicts), part))
+    return "".join(out)
+
+
+def _chip_group(match: re.Match, verdicts: dict[int, str]) -> str:
+    chips = []
+    for raw in match.group(1).split(","):
+        number = int(raw)
+        verdict = verdicts.get(number, "none")
+        mark = " ⚠" if verdict == "unsupported" else ""
+        chips.append(
+            f'<button type="button" class="cite cite-{verdict}" data-marker="{number}" '
+            f'title="Source {number}: {verdict}">{number}{mark}</button>'
+        )
+    return "".join(chips)

@@ -1,0 +1,400 @@
+"""Answering a question: retrieve -> prompt -> complete -> verify -> record.
+
+`answer_stream` is the one flow, written as a generator of events so the browser can watch it
+happen (sources found, reasoning, answer tokens) and the JSON API and `manage.py ask` can simply
+run it to the end (`answer_question`). Whatever happens, the turn is recorded: a failed model
+call is an assistant message with status `error` and the reason, never a lost question.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from ingest.components import get_embedder, get_retriever
+from rag import citations as verifier
+from rag import prompting
+from rag.llm import LLMError
+from rag.local_llm import LocalModelError
+from rag.store import StoreLocked, StoreUnavailable
+from rag.types import Completion, Delta, Message, ScoredChunk
+
+from . import llms
+from .models import Conversation
+from .models import Message as Turn
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TURNS = 6  # earlier messages given to the model and to the query condenser
+EXTRACTIVE_QUOTES = 3
+EXTRACTIVE_LABEL = (
+    "**Extractive answer.** The model's answer could not be verified against the documents, "
+    "so here are the passages that best match the question:"
+)
+NO_SOURCES_TEXT = "I found nothing in the documents that answers this."
+
+
+class QuestionError(ValueError):
+    """The question cannot be asked as given; the message says why."""
+
+
+@dataclass
+class _Run:
+    """What one answer accumulates on its way; becomes the assistant Turn at the end."""
+
+    question: str
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str, since: float) -> None:
+        self.timings[name] = round((time.perf_counter() - since) * 1000, 1)
+
+
+def answer_stream(
+    *,
+    user: AbstractBaseUser,
+    question: str,
+    conversation: Conversation | None = None,
+    collections: Sequence[str] | None = None,
+    model_id: str | None = None,
+) -> Iterator[dict]:
+    """Yield events: ``start``, ``sources``, ``reasoning``/``answer`` pieces, then ``done`` with
+    the recorded message (or ``error`` when not even the question could be recorded).
+
+    Raises QuestionError before anything is recorded when the question or model is invalid.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise QuestionError("the question is empty")
+    if len(question) > settings.QUESTION_MAX_CHARS:
+        raise QuestionError(
+            f"the question is {len(question)} characters long; the limit is "
+            f"{settings.QUESTION_MAX_CHARS} (QUESTION_MAX_CHARS)"
+        )
+    try:
+        choice = llms.model_get(model_id)
+    except llms.UnknownModel as exc:
+        raise QuestionError(str(exc)) from exc
+    if conversation is not None and conversation.user_id != user.pk:
+        raise QuestionError("no such conversation")
+
+    run = _Run(question=question)
+    collections = list(collections) if collections else None
+    conversation, history = _conversation_for(user=user, conversation=conversation, first=question)
+    Turn.objects.create(conversation=conversation, role=Turn.Role.USER, content=question)
+    yield {"event": "start", "conversation_id": conversation.pk, "model": choice.id}
+
+    record: dict = {
+        "question": question,
+        "collections": collections,
+        "llm_id": choice.id,
+        "provider": choice.llm.provider,
+        "model": choice.llm.model,
+        "route": choice.id,
+        "route_reason": _route_reason(choice, model_id),
+    }
+    try:
+        # --- retrieve --------------------------------------------------------------------
+        query = prompting.condense_question(question=question, history=history)
+        record["standalone_query"] = query
+        local = choice.llm.provider == "local"
+        k = settings.LOCAL_ANSWER_TOP_K if local else settings.ANSWER_TOP_K
+        began = time.perf_counter()
+        found = get_retriever().search(query, k=k, collections=collections)
+        run.lap("retrieve", began)
+        sources = [s for s in found if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE]
+        record["sources"] = [_source_json(n, s) for n, s in enumerate(sources, 1)]
+        record["dropped_sources"] = len(found) - len(sources)
+        yield {"event": "sources", "query": query, "sources": record["sources"]}
+
+        if not sources:
+            record.update(status=Turn.Status.NO_SOURCES, content=_nothing_found(query, found))
+            record["reasoning"] = _trace(record, run, prompt=None, completion=None)
+            record["reasoning_source"] = "pipeline"
+            yield {"event": "answer", "text": record["content"]}
+            yield _done(conversation, record, run)
+            return
+
+        # --- prompt and complete -------------------------------------------------------------
+        prompt = prompting.build_prompt(
+            question=question,
+            sources=sources,
+            history=history,
+            max_source_chars=settings.LOCAL_SOURCE_CHARS if local else None,
+        )
+        record["prompt"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        record["template_version"] = prompt.template_version
+        max_tokens = settings.LOCAL_ANSWER_MAX_TOKENS if local else settings.ANSWER_MAX_TOKENS
+        record["parameters"] = {"max_tokens": max_tokens, "temperature": None, "top_k": k}
+
+        began = time.perf_counter()
+        completion: Completion | None = None
+        streamed = {"reasoning": [], "answer": []}
+        try:
+            for piece in choice.llm.stream(prompt.messages, max_tokens=max_tokens):
+                if isinstance(piece, Delta):
+                    if "first_token" not in run.timings and (piece.answer or piece.reasoning):
+                        run.lap("first_token", run.started)
+                    for kind in ("reasoning", "answer"):
+                        if text := getattr(piece, kind):
+                            streamed[kind].append(text)
+                            yield {"event": kind, "text": text}
+                else:
+                    completion = piece
+        except (LLMError, LocalModelError) as exc:
+            run.lap("llm", began)
+            partial = "".join(streamed["answer"])
+            status = Turn.Status.INCOMPLETE if partial else Turn.Status.ERROR
+            record.update(
+                status=status,
+                error=exc.user_message,
+                model_answer=partial,
+                content=partial,
+                reasoning="".join(streamed["reasoning"]),
+                reasoning_source="model",
+            )
+            if getattr(exc, "kind", "") == "incomplete":
+                record["status"] = Turn.Status.INCOMPLETE
+            yield _done(conversation, record, run)
+            return
+        run.lap("llm", began)
+        assert completion is not None  # the LLM protocol ends every stream with one
+
+        # --- verify ----------------------------------------------------------------------
+        began = time.perf_counter()
+        embedder = get_embedder()
+        record.update(
+            model=completion.model or choice.llm.model,
+            model_answer=completion.answer,
+            content=completion.answer,
+            usage=_usage_json(completion),
+        )
+        report = verifier.verify_citations(
+            answer=completion.answer, sources=sources, embedder=embedder
+        )
+        abstained = prompting.is_abstention(completion.answer)
+        grounded = bool(report.citations) and not report.has_unsupported
+        if abstained:
+            record["status"] = Turn.Status.ABSTAINED
+        elif grounded or not local:
+            # An API model's answer is shown as written; unsupported or missing citations are
+            # flagged on it (has_unsupported, uncited_sentences) for the reader to weigh.
+            record["status"] = Turn.Status.ANSWERED
+        else:
+            # The small offline model's unverified answer is not shown as the answer: the best
+            # passages are quoted instead, labelled as such. Its text stays in model_answer.
+            record["status"] = Turn.Status.EXTRACTIVE
+            record["content"] = _extractive_answer(question, sources, embedder)
+            report = verifier.verify_citations(
+                answer=record["content"], sources=sources, embedder=embedder
+            )
+        record.update(
+            citations=[_citation_json(c) for c in report.citations],
+            invalid_markers=list(report.invalid_markers),
+            uncited_sentences=list(report.uncited_sentences),
+        )
+        run.lap("verify", began)
+
+        if completion.reasoning.strip():
+            record.update(reasoning=completion.reasoning, reasoning_source="model")
+        else:
+            record.update(reasoning_source="pipeline")
+            record["reasoning"] = _trace(record, run, prompt=prompt, completion=completion)
+        yield _done(conversation, record, run)
+
+    except (StoreUnavailable, StoreLocked) as exc:
+        record.update(status=Turn.Status.ERROR, error=f"search is unavailable: {exc}")
+        yield _done(conversation, record, run)
+    except Exception as exc:  # a bug must still leave a record and a message, not a 500
+        logger.exception("answering failed")
+        record.update(
+            status=Turn.Status.ERROR, error=f"internal error ({type(exc).__name__}: {exc})"
+        )
+        yield _done(conversation, record, run)
+
+
+def answer_question(**kwargs) -> Turn:
+    """Run `answer_stream` to the end and return the recorded assistant message."""
+    message_id = None
+    for event in answer_stream(**kwargs):
+        if event["event"] == "done":
+            message_id = event["message_id"]
+    return Turn.objects.get(pk=message_id)
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    conversation.delete()
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _conversation_for(
+    *, user: AbstractBaseUser, conversation: Conversation | None, first: str
+) -> tuple[Conversation, list[Message]]:
+    if conversation is None:
+        title = " ".join(first.split())
+        title = title if len(title) <= 80 else title[:79] + "…"
+        return Conversation.objects.create(user=user, title=title), []
+    earlier = list(
+        conversation.messages.exclude(content="").order_by("-created_at", "-id")[:HISTORY_TURNS]
+    )
+    history = [Message(role=m.role, content=m.content) for m in reversed(earlier)]
+    return conversation, history
+
+
+def _route_reason(choice: llms.ModelChoice, requested: str | None) -> str:
+    if requested:
+        return f"chosen by the user: {choice.label}"
+    return f"default model: {choice.label}"
+
+
+def _done(conversation: Conversation, record: dict, run: _Run) -> dict:
+    run.lap("total", run.started)
+    record.pop("dropped_sources", None)
+    with transaction.atomic():
+        turn = Turn.objects.create(
+            conversation=conversation,
+            role=Turn.Role.ASSISTANT,
+            timings=dict(run.timings),
+            **record,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=turn.created_at)
+    from .selectors import message_json
+
+    return {"event": "done", "message_id": turn.pk, "message": message_json(turn)}
+
+
+def _source_json(number: int, chunk: ScoredChunk) -> dict:
+    return {
+        "n": number,
+        "chunk_id": chunk.chunk_id,
+        "document_id": int(chunk.document_id) if chunk.document_id.isdigit() else None,
+        "document": chunk.document_name,
+        "collection": chunk.collection,
+        "page": chunk.page,
+        "start": chunk.start,
+        "end": chunk.end,
+        "heading_path": list(chunk.heading_path),
+        "text": chunk.text,
+        "score": round(chunk.score, 6),
+        "dense_score": _round(chunk.dense_score),
+        "lexical_score": _round(chunk.lexical_score),
+        "dense_rank": chunk.dense_rank,
+        "lexical_rank": chunk.lexical_rank,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _citation_json(citation) -> dict:
+    chunk = citation.chunk
+    return {
+        "marker": citation.marker,
+        "chunk_id": chunk.chunk_id,
+        "document_id": int(chunk.document_id) if chunk.document_id.isdigit() else None,
+        "document": chunk.document_name,
+        "page": chunk.page,
+        "quote": citation.quote,
+        "quote_start": citation.quote_start,
+        "quote_end": citation.quote_end,
+        "verdict": citation.verdict,
+        "score": round(citation.score, 4),
+        "sentence": citation.sentence,
+    }
+
+
+def _usage_json(completion: Completion) -> dict:
+    usage = completion.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "total_tokens": usage.total_tokens,
+        "finish_reason": completion.finish_reason,
+    }
+
+
+def _nothing_found(query: str, found: Sequence[ScoredChunk]) -> str:
+    text = f'{NO_SOURCES_TEXT} I searched for: "{query}".'
+    if found:
+        best = max(found, key=lambda s: s.dense_score or 0.0)
+        page = f", page {best.page}" if best.page else ""
+        text += (
+            f" The closest passage ({best.document_name}{page}) was not similar enough to "
+            "count as evidence."
+        )
+    else:
+        text += " No document is indexed in the collections you searched."
+    return text
+
+
+def _extractive_answer(question: str, sources: Sequence[ScoredChunk], embedder) -> str:
+    """Quote, verbatim, the span of each top passage that best matches the question."""
+    lines = [EXTRACTIVE_LABEL, ""]
+    for number, source in enumerate(sources[:EXTRACTIVE_QUOTES], 1):
+        support = verifier.score_support(claim=question, chunk=source, embedder=embedder)
+        quote = " ".join(source.text[support.quote_start : support.quote_end].split())
+        if not quote:
+            continue
+        page = f", page {source.page}" if source.page else ""
+        lines.append(f"> {quote} [{number}]")
+        lines.append(f"> — *{source.document_name}{page}*")
+        lines.append("")
+    return "\n".join(lines).strip()
+
+
+def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) -> str:
+    """The pipeline's own account, shown when the model gives no reasoning of its own."""
+    lines = ["Pipeline trace (the model gave no reasoning of its own).", ""]
+    lines.append(f"Standalone query: {record.get('standalone_query', '')!r}")
+    searched = record.get("collections")
+    lines.append(f"Collections searched: {', '.join(searched) if searched else 'all'}")
+    sources = record.get("sources", [])
+    lines.append(
+        f"Retrieved {len(sources)} relevant passage(s), hybrid dense + BM25 fused by reciprocal "
+        f"rank; {record.get('dropped_sources', 0)} below the relevance floor "
+        f"{settings.ANSWER_MIN_RELEVANCE} dropped."
+    )
+    for source in sources:
+        page = f" p.{source['page']}" if source["page"] else ""
+        lines.append(
+            f"  [{source['n']}] {source['document']}{page}: fused {source['score']:.4f}, "
+            f"cosine {_fmt(source['dense_score'])} (rank {source['dense_rank'] or '-'}), "
+            f"BM25 {_fmt(source['lexical_score'])} (rank {source['lexical_rank'] or '-'})"
+        )
+    if prompt is not None:
+        size = sum(len(m.content) for m in prompt.messages)
+        lines.append(
+            f"Prompt: {len(prompt.messages)} messages, {size:,} characters, template "
+            f"{prompt.template_version}"
+        )
+    if completion is not None:
+        usage = completion.usage
+        lines.append(
+            f"Model: {completion.model} ({completion.provider}), {usage.prompt_tokens} tokens "
+            f"in, {usage.completion_tokens} out, finish: {completion.finish_reason}"
+        )
+    if record.get("status") == Turn.Status.EXTRACTIVE:
+        lines.append(
+            "Verification: the model's answer had unsupported or missing citations, so the "
+            "best-matching passages are quoted instead. The model wrote:"
+        )
+        lines.append("  " + (record.get("model_answer") or "(nothing)").replace("\n", "\n  "))
+    timings = ", ".join(f"{name} {ms:,.0f} ms" for name, ms in run.timings.items())
+    lines.append(f"Timings so far: {timings}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

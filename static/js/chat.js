@@ -1,0 +1,272 @@
+// Chat page: streams answers from POST /api/v1/ask (server-sent events over fetch), shows the
+// reasoning as it arrives in a folded panel, and opens cited passages in a side panel with the
+// supporting span highlighted. Text from users, documents and models only ever goes through
+// textContent; the one innerHTML is the answer HTML the server rendered and sanitised (nh3).
+(function () {
+  "use strict";
+  const messagesEl = document.getElementById("messages");
+  const welcome = document.getElementById("welcome");
+  const form = document.getElementById("ask-form");
+  const questionEl = document.getElementById("question");
+  const sendButton = document.getElementById("send");
+  const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
+  const panel = {
+    root: document.getElementById("source-panel"),
+    title: document.getElementById("source-title"),
+    meta: document.getElementById("source-meta"),
+    verdict: document.getElementById("source-verdict"),
+    text: document.getElementById("source-text"),
+    open: document.getElementById("source-open"),
+  };
+  const byId = new Map(); // message id -> message JSON (for the source panel)
+  let conversationId = JSON.parse(document.getElementById("conversation-id").textContent) || null;
+
+  const STATUS_NOTES = {
+    extractive: "The model's answer could not be verified against the documents, so the best-matching passages are quoted instead.",
+    abstained: "The model found no support for an answer in the documents.",
+    no_sources: "Nothing relevant was found, so no model was asked.",
+    incomplete: "The answer stopped before it was finished: what arrived is shown, but it is incomplete.",
+    error: "No answer could be produced.",
+  };
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function scrollDown() { messagesEl.scrollTop = messagesEl.scrollHeight; }
+
+  function userBubble(text) {
+    const wrap = el("div", "msg user");
+    wrap.append(el("div", "bubble", text));
+    return wrap;
+  }
+
+  function assistantShell() {
+    const wrap = el("div", "msg assistant");
+    const bubble = el("div", "bubble");
+    const reasoning = el("details", "reasoning");
+    reasoning.hidden = true;
+    const summary = el("summary", null, "Reasoning");
+    const pre = el("pre");
+    reasoning.append(summary, pre);
+    const answer = el("div", "answer streaming");
+    const meta = el("div", "msg-meta");
+    bubble.append(reasoning, answer, meta);
+    wrap.append(bubble);
+    return { wrap, bubble, reasoning, summary, pre, answer, meta };
+  }
+
+  function fillAssistant(shell, message) {
+    byId.set(message.id, message);
+    shell.bubble.dataset.messageId = String(message.id);
+    shell.answer.classList.remove("streaming");
+    shell.answer.innerHTML = message.html; // sanitised server-side (assistant/rendering.py)
+    if (message.reasoning) {
+      shell.reasoning.hidden = false;
+      shell.summary.textContent = message.reasoning_source === "model" ? "Reasoning" : "Reasoning (pipeline trace)";
+      shell.pre.textContent = message.reasoning;
+    }
+    const note = STATUS_NOTES[message.status];
+    if (note || message.error) {
+      const box = el("div", "status-note" + (message.status === "error" || message.status === "incomplete" ? " error" : ""),
+        [note, message.error].filter(Boolean).join(" "));
+      shell.answer.after(box);
+    }
+    if (message.is_uncited) {
+      shell.answer.after(el("div", "status-note", "⚠ This answer cites no source: check it against the documents before relying on it."));
+    }
+    if (message.has_unsupported) {
+      shell.answer.after(el("div", "status-note", "⚠ Some citations are not supported by the passage they point to."));
+    }
+    shell.meta.replaceChildren();
+    const t = message.timings_ms || {};
+    const parts = [message.model || message.llm_id];
+    if (t.retrieve != null) parts.push("retrieve " + Math.round(t.retrieve) + " ms");
+    if (t.first_token != null) parts.push("first token " + Math.round(t.first_token) + " ms");
+    if (t.total != null) parts.push("total " + Math.round(t.total) + " ms");
+    if (message.usage && message.usage.total_tokens) parts.push(message.usage.total_tokens + " tokens");
+    shell.meta.append(el("span", "badge", parts.join(" · ")));
+    const verdicts = { supported: 0, partial: 0, unsupported: 0 };
+    for (const c of message.citations || []) verdicts[c.verdict] += 1;
+    for (const [verdict, count] of Object.entries(verdicts)) {
+      if (count) shell.meta.append(el("span", "verdict verdict-" + verdict, count + " " + verdict));
+    }
+  }
+
+  function renderExisting(messages) {
+    for (const message of messages) {
+      if (message.role === "user") {
+        messagesEl.append(userBubble(message.content));
+      } else {
+        const shell = assistantShell();
+        messagesEl.append(shell.wrap);
+        fillAssistant(shell, message);
+      }
+    }
+    scrollDown();
+  }
+
+  function addToSidebar(id, title) {
+    const list = document.querySelector(".conversations");
+    const empty = list.querySelector("li.muted");
+    if (empty) empty.remove();
+    for (const item of list.querySelectorAll("li.current")) item.classList.remove("current");
+    const item = el("li", "current");
+    const link = el("a", null, title);
+    link.href = "/c/" + id;
+    link.title = title;
+    item.append(link);
+    list.prepend(item);
+  }
+
+  // --- server-sent events over fetch (EventSource cannot POST) --------------------------------
+  async function* readEvents(response) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (data) yield JSON.parse(data);
+      }
+    }
+  }
+
+  async function ask(question) {
+    welcome.hidden = true;
+    messagesEl.append(userBubble(question));
+    const shell = assistantShell();
+    shell.answer.append(el("span", "muted", "Searching the documents…"));
+    messagesEl.append(shell.wrap);
+    scrollDown();
+    const body = {
+      question,
+      stream: true,
+      model: document.getElementById("model").value || undefined,
+      conversation_id: conversationId || undefined,
+    };
+    const collection = document.getElementById("collection").value;
+    if (collection) body.collection = collection;
+    let started = false;
+    try {
+      const response = await fetch("/api/v1/ask", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "text/event-stream" },
+        credentials: "same-origin",
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) {
+        let message = "status " + response.status;
+        try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+        throw new Error(message);
+      }
+      let finished = false;
+      for await (const event of readEvents(response)) {
+        if (event.event === "start") {
+          if (!conversationId) {
+            conversationId = event.conversation_id;
+            history.replaceState(null, "", "/c/" + conversationId);
+            addToSidebar(conversationId, question.length > 80 ? question.slice(0, 79) + "…" : question);
+          }
+        } else if (event.event === "sources") {
+          shell.answer.replaceChildren(el("span", "muted", "Found " + event.sources.length + " passage(s); asking the model…"));
+        } else if (event.event === "reasoning") {
+          shell.reasoning.hidden = false;
+          shell.summary.textContent = "Reasoning (streaming…)";
+          shell.pre.textContent += event.text;
+        } else if (event.event === "answer") {
+          if (!started) { shell.answer.replaceChildren(); started = true; }
+          shell.answer.append(document.createTextNode(event.text));
+          scrollDown();
+        } else if (event.event === "done") {
+          finished = true;
+          fillAssistant(shell, event.message);
+        }
+      }
+      if (!finished) throw new Error("the connection closed before the answer was complete");
+    } catch (err) {
+      shell.answer.classList.remove("streaming");
+      shell.answer.after(el("div", "status-note error", "Could not get an answer: " + err.message));
+    }
+    scrollDown();
+  }
+
+  // --- source panel -----------------------------------------------------------------------------
+  function openSource(messageId, marker) {
+    const message = byId.get(messageId);
+    if (!message) return;
+    const source = (message.sources || []).find((s) => s.n === marker);
+    const citations = (message.citations || []).filter((c) => c.marker === marker);
+    panel.root.hidden = false;
+    if (!source) {
+      panel.title.textContent = "Source " + marker + " does not exist";
+      panel.meta.textContent = "The model cited a source it was not given; the citation was dropped.";
+      panel.verdict.replaceChildren();
+      panel.text.replaceChildren();
+      panel.open.hidden = true;
+      return;
+    }
+    panel.title.textContent = "[" + marker + "] " + source.document;
+    const meta = [];
+    if (source.page) meta.push("page " + source.page);
+    if (source.collection) meta.push(source.collection);
+    if (source.heading_path && source.heading_path.length) meta.push(source.heading_path.join(" › "));
+    panel.meta.textContent = meta.join(" · ");
+    panel.verdict.replaceChildren();
+    const order = { supported: 0, partial: 1, unsupported: 2 };
+    const worst = citations.slice().sort((a, b) => order[b.verdict] - order[a.verdict])[0];
+    if (worst) {
+      panel.verdict.append(el("span", "verdict verdict-" + worst.verdict, worst.verdict + " (" + worst.score.toFixed(2) + ")"));
+      panel.verdict.append(el("span", "muted", " for: “" + worst.sentence + "”"));
+    }
+    const text = source.text;
+    panel.text.replaceChildren();
+    if (worst && worst.quote_end > worst.quote_start) {
+      panel.text.append(document.createTextNode(text.slice(0, worst.quote_start)));
+      panel.text.append(el("mark", null, text.slice(worst.quote_start, worst.quote_end)));
+      panel.text.append(document.createTextNode(text.slice(worst.quote_end)));
+    } else {
+      panel.text.textContent = text;
+    }
+    if (source.document_id) {
+      panel.open.hidden = false;
+      panel.open.href = "/documents/" + source.document_id + "/file" + (source.page ? "#page=" + source.page : "");
+      panel.open.textContent = source.page ? "Open the original at page " + source.page : "Open the original";
+    } else {
+      panel.open.hidden = true;
+    }
+    const mark = panel.text.querySelector("mark");
+    if (mark) mark.scrollIntoView({ block: "nearest" });
+  }
+
+  messagesEl.addEventListener("click", (event) => {
+    const chip = event.target.closest("button.cite");
+    if (!chip) return;
+    const bubble = chip.closest("[data-message-id]");
+    if (bubble) openSource(Number(bubble.dataset.messageId), Number(chip.dataset.marker));
+  });
+  document.getElementById("source-close").addEventListener("click", () => { panel.root.hidden = true; });
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const question = questionEl.value.trim();
+    if (!question) return;
+    questionEl.value = "";
+    sendButton.disabled = true;
+    try { await ask(question); } finally { sendButton.disabled = false; questionEl.focus(); }
+  });
+  questionEl.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+  });
+
+  renderExisting(JSON.parse(document.getElementById("initial-messages").textContent));
+})();

@@ -1,0 +1,276 @@
+"""answer_question end to end: real retrieval over real ingested documents, real verification,
+the model faked only where it is a network service (FakeLLM, the fake DeepSeek server)."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from assistant import services
+from assistant.models import Conversation, Message
+from rag.llm import LLMError
+from rag.prompting import ABSTAIN_TEXT
+from rag.types import Completion, Usage
+from tests.fakes.deepseek import Disconnect, ErrorResponse, Reply
+
+pytestmark = pytest.mark.django_db
+
+RECEIPTS = "How long do I have to hand in my travel receipts?"
+
+
+def ask(user, question=RECEIPTS, **kwargs) -> Message:
+    return services.answer_question(user=user, question=question, **kwargs)
+
+
+def source_number(message: Message, needle: str) -> int:
+    return next(s["n"] for s in message.sources if needle in s["text"])
+
+
+class TestGroundedAnswer:
+    def test_supported_citation_at_its_physical_page(self, staff_user, handbook, fake_llm):
+        fake_llm.default = "Receipts must be submitted within thirty days of travel [1]."
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.ANSWERED
+        assert message.sources[0]["page"] == 2 and "thirty days" in message.sources[0]["text"]
+        (citation,) = message.citations
+        assert citation["verdict"] == "supported"
+        assert (citation["marker"], citation["page"], citation["document"]) == (
+            1,
+            2,
+            "handbook.pdf",
+        )
+        source_text = message.sources[0]["text"]
+        assert source_text[citation["quote_start"] : citation["quote_end"]] == citation["quote"]
+        assert "thirty days" in citation["quote"]
+
+    def test_the_record_explains_the_answer(self, staff_user, handbook, fake_llm):
+        fake_llm.default = "Within thirty days of travel [1]."
+
+        message = ask(staff_user)
+
+        (sent,) = fake_llm.calls
+        assert [m["content"] for m in message.prompt] == [m.content for m in sent]
+        assert "thirty days" in message.prompt[-1]["content"]  # the sources were in the prompt
+        assert message.template_version == "rag-answer/1"
+        assert (message.llm_id, message.provider, message.route) == ("fake", "fake", "fake")
+        assert message.standalone_query == RECEIPTS
+        first = message.sources[0]
+        assert first["dense_score"] > 0.25 and first["dense_rank"] >= 1
+        assert {"retrieve", "llm", "verify", "total", "first_token"} <= set(message.timings)
+        # no reasoning from the model: the panel shows the pipeline's own trace
+        assert message.reasoning_source == "pipeline"
+        assert "Standalone query" in message.reasoning and "handbook.pdf p.2" in message.reasoning
+
+    def test_model_reasoning_is_kept_and_usage_recorded(self, staff_user, handbook, fake_llm):
+        fake_llm.queue(
+            Completion(
+                answer="Thirty days [1].",
+                reasoning="The travel policy source mentions receipts.",
+                model="fake-model-2025-01",
+                provider="fake",
+                usage=Usage(prompt_tokens=300, completion_tokens=12, reasoning_tokens=8),
+                finish_reason="stop",
+            )
+        )
+
+        message = ask(staff_user)
+
+        assert message.reasoning == "The travel policy source mentions receipts."
+        assert message.reasoning_source == "model"
+        assert message.model == "fake-model-2025-01"
+        assert message.usage["reasoning_tokens"] == 8 and message.usage["total_tokens"] == 312
+
+
+class TestUngroundedAnswers:
+    def test_a_wrong_citation_is_unsupported_and_flagged(self, staff_user, handbook, fake_llm):
+        fake_llm.default = "Receipts must be submitted within sixty days [1]."
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.ANSWERED  # an API model's answer, flagged
+        assert [c["verdict"] for c in message.citations] == ["unsupported"]
+        assert message.has_unsupported
+
+    def test_out_of_range_markers_are_dropped_and_flagged(self, staff_user, handbook, fake_llm):
+        fake_llm.default = "Receipts are due within thirty days [1][9]."
+
+        message = ask(staff_user)
+
+        assert message.invalid_markers == [9]
+        assert [c["marker"] for c in message.citations] == [1]
+        assert message.has_unsupported
+
+    def test_local_model_unverified_answer_becomes_an_extractive_answer(
+        self, staff_user, handbook, fake_llm
+    ):
+        fake_llm.provider = "local"  # treated as the offline model: the stricter policy applies
+        fake_llm.default = "You have two weeks to send receipts to the office."
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.EXTRACTIVE
+        assert message.content.startswith("**Extractive answer.**")
+        assert message.model_answer == "You have two weeks to send receipts to the office."
+        assert "two weeks" not in message.content
+        assert message.citations and all(c["verdict"] == "supported" for c in message.citations)
+        assert any("thirty days" in c["quote"] for c in message.citations)
+        assert "The model wrote" in message.reasoning
+
+    def test_abstention_is_recorded(self, staff_user, handbook, fake_llm):
+        fake_llm.default = ABSTAIN_TEXT
+
+        message = ask(staff_user, "Which laptops need full disk encryption?")
+
+        assert message.status == Message.Status.ABSTAINED
+
+
+class TestNoEvidenceAndFailures:
+    def test_nothing_relevant_means_no_model_call(self, staff_user, handbook, fake_llm):
+        message = ask(staff_user, "Quelle est la recette de la tarte tatin aux pommes?")
+
+        assert message.status == Message.Status.NO_SOURCES
+        assert fake_llm.calls == []
+        assert "I searched for" in message.content and "tarte tatin" in message.content
+        assert message.sources == []
+
+    def test_an_empty_collection_says_so(self, staff_user, collection, fake_llm):
+        message = ask(staff_user)
+        assert message.status == Message.Status.NO_SOURCES
+        assert "No document is indexed" in message.content
+
+    def test_collection_filter_is_applied(self, staff_user, handbook, fake_llm):
+        message = ask(staff_user, collections=["other"])
+        assert message.status == Message.Status.NO_SOURCES
+        assert message.collections == ["other"]
+
+    def test_model_error_is_recorded_with_the_reason(self, staff_user, handbook, fake_llm):
+        fake_llm.queue(LLMError("rate_limit", "DeepSeek is rate limiting us (429)", status=429))
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.ERROR
+        assert message.error == "DeepSeek is rate limiting us (429)"
+        question = message.conversation.messages.get(role="user")
+        assert question.content == RECEIPTS  # what the user asked is never lost
+
+    @pytest.mark.parametrize(
+        ("question", "reason"),
+        [("   ", "empty"), ("x" * 4001, "limit is 4000")],
+    )
+    def test_invalid_questions_are_refused_before_anything_is_stored(
+        self, staff_user, fake_llm, question, reason
+    ):
+        with pytest.raises(services.QuestionError, match=reason):
+            ask(staff_user, question)
+        assert not Conversation.objects.exists()
+
+    def test_unknown_model_is_refused(self, staff_user, fake_llm):
+        with pytest.raises(services.QuestionError, match="unknown model 'gpt-9'"):
+            ask(staff_user, model_id="gpt-9")
+
+    def test_someone_elses_conversation_is_refused(self, staff_user, admin_user, fake_llm):
+        theirs = Conversation.objects.create(user=admin_user, title="theirs")
+        with pytest.raises(services.QuestionError, match="no such conversation"):
+            ask(staff_user, conversation=theirs)
+
+
+def test_follow_up_uses_the_history(staff_user, handbook, fake_llm):
+    fake_llm.queue("Economy class is required for flights shorter than six hours [1].")
+    first = ask(staff_user, "Which class must I fly on short flights?")
+    fake_llm.queue("Within thirty days of travel [1].")
+
+    second = ask(staff_user, "And what about the receipts?", conversation=first.conversation)
+
+    assert second.conversation_id == first.conversation_id
+    assert "Which class must I fly" in second.standalone_query
+    sent = fake_llm.calls[1]
+    assert [m.role for m in sent][1:3] == ["user", "assistant"]  # the earlier turn, no reasoning
+    assert "Economy class" in sent[2].content
+
+
+class TestDeepSeekProtocol:
+    def test_reasoning_streams_before_the_answer(self, staff_user, handbook, deepseek):
+        deepseek.enqueue(
+            Reply(
+                reasoning="Source 1 is the travel policy.",
+                answer="Receipts must be submitted within thirty days of travel [1].",
+            )
+        )
+
+        events = list(services.answer_stream(user=staff_user, question=RECEIPTS))
+
+        kinds = [e["event"] for e in events]
+        assert kinds[:2] == ["start", "sources"] and kinds[-1] == "done"
+        assert kinds.index("reasoning") < kinds.index("answer")
+        message = Message.objects.get(pk=events[-1]["message_id"])
+        assert message.reasoning == "Source 1 is the travel policy."
+        assert message.reasoning_source == "model" and message.provider == "deepseek"
+        assert message.usage["reasoning_tokens"] > 0
+        (request,) = deepseek.requests
+        assert request["model"] == "deepseek-reasoner" and request["stream"] is True
+        assert all(set(m) == {"role", "content"} for m in request["messages"])
+
+    def test_a_broken_stream_is_incomplete_never_complete(self, staff_user, handbook, deepseek):
+        deepseek.enqueue(Disconnect(answer="Receipts must be submitted within"))
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.INCOMPLETE
+        assert message.content.startswith("Receipts must be submitted")
+        assert message.error
+
+    def test_an_auth_error_says_what_to_fix(self, staff_user, handbook, deepseek):
+        deepseek.enqueue(ErrorResponse(401))
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.ERROR
+        assert "DEEPSEEK_API_KEY" in message.error
+
+
+class TestAskCommand:
+    def test_json_contract(self, handbook, fake_llm):
+        fake_llm.default = "Receipts must be submitted within thirty days of travel [1]."
+        out = io.StringIO()
+
+        call_command("ask", RECEIPTS, "--json", stdout=out, stderr=io.StringIO())
+
+        result = json.loads(out.getvalue())
+        assert set(result) >= {
+            "answer",
+            "citations",
+            "reasoning",
+            "model",
+            "route",
+            "audit_id",
+            "timings_ms",
+        }
+        assert set(result["timings_ms"]) == {"retrieve", "llm", "total"}
+        (citation,) = result["citations"]
+        assert set(citation) == {
+            "marker",
+            "chunk_id",
+            "document_id",
+            "document",
+            "page",
+            "quote",
+            "verdict",
+        }
+        assert (citation["page"], citation["verdict"]) == (2, "supported")
+        assert Message.objects.get(pk=result["audit_id"]).conversation.user.username == "cli"
+
+    def test_unknown_user_is_a_usage_error(self, fake_llm):
+        with pytest.raises(CommandError) as error:
+            call_command("ask", "q", "--user", "nobody", stdout=io.StringIO())
+        assert error.value.returncode == 2
+
+    def test_model_error_exits_1_with_the_json_still_printed(self, handbook, fake_llm):
+        fake_llm.queue(LLMError("server", "DeepSeek is down (503)", status=503))
+        out = io.StringIO()
+        with pytest.raises(CommandError) as error:
+            call_command("ask", RECEIPTS, "--json", stdout=out, stderr=io.StringIO())
+        assert error.value.returncode == 1
+        assert json.loads(out.getvalue())["error"] == "DeepSeek is down (503)"

@@ -1,0 +1,106 @@
+"""A real app process for end-to-end tests: `manage.py` commands and `manage.py serve` (ASGI,
+uvicorn) on a free port, as `make run` starts it, with an HTTP client logged in as the admin."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "embedded-test-pw"
+
+
+def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of the embedded default: no server URLs, everything under data_dir."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "EMBEDDED_WORKER"}
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DATA_DIR=str(data_dir),
+        ADMIN_PASSWORD=PASSWORD,
+        HF_HUB_OFFLINE="1",
+        LOCAL_LLM_WARM_UP="false",  # no test here asks the offline model; don't load it
+        **extra,
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manage(env, *args, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+class Server:
+    def __init__(self, env) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(env["DATA_DIR"]) / f"serve-{self.port}.log", "w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/login/", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise AssertionError("the app did not start:\n" + self.output())
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def client(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
+        client.get("/login/")
+        response = client.post(
+            "/login/",
+            data={
+                "username": "admin",
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{self.url}/login/"},
+        )
+        assert response.status_code == 302, "login failed"
+        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+        client.headers["Referer"] = f"{self.url}/documents/"
+        return client
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        return self.output()
