@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import IO
 
@@ -299,31 +299,37 @@ def document_retry_later(*, document_id: int, reason: str, countdown: float, att
 
 @dataclass
 class _Progress:
-    """Writes stage and percent, at most a few times a second, always on a change of stage."""
+    """Writes status, stage and percent at most every ``interval`` seconds.
+
+    A stage that ends sooner is never seen by the progress bar anyway, so a small document costs
+    one progress write instead of one per stage; fields given in between ride along with the
+    next write. The final state is written by the caller, not here."""
 
     document_id: int
     interval: float = 0.4
-    _last_write: float = 0.0
-    _last_status: str = ""
+    _last_write: float = float("-inf")
+    _pending: dict = field(default_factory=dict)
 
     def set(
         self, status: str, percent: int, stage: str, *, started: bool = False, **fields
     ) -> None:
         now = time.monotonic()
-        if status == self._last_status and not fields and now - self._last_write < self.interval:
+        self._pending.update(fields)
+        if not started and now - self._last_write < self.interval:
             return
         values = {
             "status": status,
             "progress": min(int(percent), 99),
             "stage": stage[:200],
-            **fields,
+            **self._pending,
         }
         values["updated_at"] = timezone.now()
         if started:
             values["started_at"] = values["updated_at"]
         if not Document.objects.filter(pk=self.document_id).update(**values):
             raise DocumentGone(self.document_id)
-        self._last_write, self._last_status = now, status
+        self._last_write = now
+        self._pending = {}
 
 
 # ---------------------------------------------------------------------------------------------
