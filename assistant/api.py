@@ -7,10 +7,10 @@ import json
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_POST
 
-from ingest.api import api_login_required
+from accounts import roles
 
 from . import selectors, services
-from .models import Conversation
+from .models import Conversation, Message
 from .streaming import sse_response
 
 
@@ -18,7 +18,7 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-@api_login_required
+@roles.api_requires(roles.can_ask, "asking questions")
 @require_POST
 def ask(request: HttpRequest) -> HttpResponse:
     try:
@@ -71,6 +71,33 @@ def ask(request: HttpRequest) -> HttpResponse:
     for event in stream:
         if event["event"] == "done":
             message = event["message_id"]
-    from .models import Message
-
     return JsonResponse(selectors.ask_json(Message.objects.get(pk=message)))
+
+
+@roles.api_requires(roles.can_ask, "giving feedback")
+@require_POST
+def feedback(request: HttpRequest, message_id: int) -> HttpResponse:
+    """POST {"rating": "up"|"down", "comment"?} on an answer the user was given."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be JSON")
+    rating = {"up": 1, "down": -1}.get(body.get("rating")) if isinstance(body, dict) else None
+    if rating is None:
+        return _error(400, 'send {"rating": "up" | "down", "comment": "..."}')
+    comment = body.get("comment") or ""
+    if not isinstance(comment, str):
+        return _error(400, '"comment" must be a string')
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    try:
+        if message is None:
+            raise services.QuestionError("no such answer")
+        given = services.feedback_give(
+            user=request.user, message=message, rating=rating, comment=comment
+        )
+    except services.QuestionError as exc:
+        status = 404 if "no such answer" in str(exc) else 400
+        return _error(status, str(exc))
+    return JsonResponse(
+        {"message_id": message_id, "rating": body["rating"], "comment": given.comment}
+    )

@@ -85,3 +85,28 @@ class Message(models.Model):
     def is_uncited(self) -> bool:
         """An answer that makes claims without citing any source."""
         return self.status == self.Status.ANSWERED and not self.citations
+
+
+class Feedback(models.Model):
+    """A user's verdict on an answer they were given: one per user and answer, changeable."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1
+        DOWN = -1
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback"
+    )
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="one_feedback_per_answer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{'+' if self.rating > 0 else '-'} on message {self.message_id}"

@@ -28,8 +28,12 @@ def worst_verdicts(message: Message) -> dict[int, str]:
     return worst
 
 
-def message_json(message: Message) -> dict:
-    """Everything the chat page needs to show a turn, including the rendered answer."""
+def message_json(message: Message, *, readable: list[str] | None = None) -> dict:
+    """Everything the chat page needs to show a turn, including the rendered answer.
+
+    ``readable``: the collections the viewer may read now (None: all). A source from any other
+    collection (access withdrawn since the answer) is shown without its text.
+    """
     data = {
         "id": message.pk,
         "conversation_id": message.conversation_id,
@@ -45,7 +49,7 @@ def message_json(message: Message) -> dict:
         "status": message.status,
         "error": message.error or None,
         "query": message.standalone_query,
-        "sources": message.sources,
+        "sources": [_visible(source, readable) for source in message.sources],
         "citations": message.citations,
         "invalid_markers": message.invalid_markers,
         "reasoning": message.reasoning,
@@ -58,7 +62,21 @@ def message_json(message: Message) -> dict:
         "timings_ms": message.timings,
         "has_unsupported": message.has_unsupported,
         "is_uncited": message.is_uncited,
+        "feedback": _feedback_of(message),
     }
+
+
+def _feedback_of(message: Message) -> dict | None:
+    mine = next(iter(message.feedback.all()), None)  # the asker's own: one per answer and user
+    if mine is None:
+        return None
+    return {"rating": "up" if mine.rating > 0 else "down", "comment": mine.comment}
+
+
+def _visible(source: dict, readable: list[str] | None) -> dict:
+    if readable is None or source.get("collection") in readable:
+        return source
+    return {**source, "text": "", "withheld": "you no longer have access to this collection"}
 
 
 def ask_json(message: Message) -> dict:
@@ -89,3 +107,31 @@ def ask_json(message: Message) -> dict:
         "query": message.standalone_query,
         "usage": message.usage,
     }
+
+
+def feedback_cases(*, rating: int | None = None):
+    """Feedback as evaluation cases: the question, what was retrieved and cited, the verdict.
+
+    One JSON-ready dict per feedback, in the `{query, relevant}` shape `manage.py eval` reads,
+    with the answer, rating and comment alongside."""
+    from .models import Feedback
+
+    feedback = Feedback.objects.select_related("message", "user").order_by("created_at", "id")
+    if rating is not None:
+        feedback = feedback.filter(rating=rating)
+    for item in feedback.iterator():
+        message = item.message
+        yield {
+            "query": message.question,
+            "standalone_query": message.standalone_query,
+            "relevant": sorted({c["chunk_id"] for c in message.citations}),
+            "retrieved": [s["chunk_id"] for s in message.sources],
+            "answer": message.content,
+            "status": message.status,
+            "rating": "up" if item.rating > 0 else "down",
+            "comment": item.comment,
+            "user": item.user.get_username(),
+            "message_id": message.pk,
+            "model": message.model,
+            "created_at": item.created_at.isoformat(),
+        }

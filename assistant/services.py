@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from ingest.components import get_embedder, get_retriever
+from ingest.selectors import readable_collection_slugs
 from rag import citations as verifier
 from rag import prompting
 from rag.llm import LLMError
@@ -26,7 +27,7 @@ from rag.store import StoreLocked, StoreUnavailable
 from rag.types import Completion, Delta, Message, ScoredChunk
 
 from . import llms
-from .models import Conversation
+from .models import Conversation, Feedback
 from .models import Message as Turn
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,13 @@ def answer_stream(
     conversation: Conversation | None = None,
     collections: Sequence[str] | None = None,
     model_id: str | None = None,
+    unrestricted: bool = False,
 ) -> Iterator[dict]:
     """Yield events: ``start``, ``sources``, ``reasoning``/``answer`` pieces, then ``done`` with
     the recorded message (or ``error`` when not even the question could be recorded).
 
+    Only collections ``user`` may read are searched (inside the Qdrant query), unless
+    ``unrestricted`` (the command line, run by an operator who holds the data anyway).
     Raises QuestionError before anything is recorded when the question or model is invalid.
     """
     question = (question or "").strip()
@@ -85,7 +89,7 @@ def answer_stream(
         raise QuestionError("no such conversation")
 
     run = _Run(question=question)
-    collections = list(collections) if collections else None
+    collections = _searchable(user, collections, unrestricted=unrestricted)
     conversation, history = _conversation_for(user=user, conversation=conversation, first=question)
     Turn.objects.create(conversation=conversation, role=Turn.Role.USER, content=question)
     yield {"event": "start", "conversation_id": conversation.pk, "model": choice.id}
@@ -232,6 +236,26 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
+FEEDBACK_COMMENT_MAX = 2000
+
+
+def feedback_give(
+    *, user: AbstractBaseUser, message: Turn, rating: int, comment: str = ""
+) -> Feedback:
+    """Record (or change) ``user``'s thumbs up/down on an answer they were given."""
+    if message.role != Turn.Role.ASSISTANT or message.conversation.user_id != user.pk:
+        raise QuestionError("no such answer")
+    if rating not in (Feedback.Rating.UP, Feedback.Rating.DOWN):
+        raise QuestionError("rating must be up or down")
+    comment = (comment or "").strip()
+    if len(comment) > FEEDBACK_COMMENT_MAX:
+        raise QuestionError(f"the comment is longer than {FEEDBACK_COMMENT_MAX} characters")
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message, user=user, defaults={"rating": rating, "comment": comment}
+    )
+    return feedback
+
+
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +273,21 @@ def _conversation_for(
     )
     history = [Message(role=m.role, content=m.content) for m in reversed(earlier)]
     return conversation, history
+
+
+def _searchable(
+    user: AbstractBaseUser, requested: Sequence[str] | None, *, unrestricted: bool
+) -> list[str] | None:
+    """What to search: the requested collections, within what the user may read (None: all)."""
+    readable = None if unrestricted else readable_collection_slugs(user)
+    if not requested:
+        return readable
+    if readable is not None:
+        refused = [slug for slug in requested if slug not in readable]
+        if refused:
+            # the same words whether it does not exist or may not be read: no existence leak
+            raise QuestionError(f"unknown collection: {', '.join(refused)}")
+    return list(requested)
 
 
 def _route_reason(choice: llms.ModelChoice, requested: str | None) -> str:

@@ -1,11 +1,11 @@
 import time
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts import roles
 from ingest import selectors as documents
 from ingest.components import get_retriever
 from rag.store import StoreLocked, StoreUnavailable
@@ -13,7 +13,15 @@ from rag.store import StoreLocked, StoreUnavailable
 from . import llms, selectors, services
 
 
-@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """The chat for those who may ask; an auditor without that role lands on the audit log."""
+    user = request.user
+    if user.is_authenticated and not roles.can_ask(user) and roles.can_audit(user):
+        return redirect("/audit/")
+    return chat(request)
+
+
+@roles.page_requires(roles.can_ask, "asking questions")
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     conversation = None
     if conversation_id is not None:
@@ -22,8 +30,11 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         )
         if conversation is None:
             raise Http404("no such conversation")
+    readable = documents.readable_collection_slugs(request.user)
     messages = (
-        [selectors.message_json(m) for m in conversation.messages.all()] if conversation else []
+        [selectors.message_json(m, readable=readable) for m in conversation.messages.all()]
+        if conversation
+        else []
     )
     models = llms.available_models()
     return render(
@@ -33,14 +44,14 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
             "conversation": conversation,
             "conversations": selectors.conversation_list(user=request.user),
             "messages": messages,
-            "collections": documents.collection_list(),
+            "collections": documents.collection_list(user=request.user),
             "models": [{"id": m.id, "label": m.label} for m in models.values()],
             "default_model": llms.default_model_id(),
         },
     )
 
 
-@login_required
+@roles.page_requires(roles.can_ask, "asking questions")
 @require_POST
 def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
@@ -50,7 +61,7 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
     return redirect("home")
 
 
-@login_required
+@roles.page_requires(roles.can_ask, "searching")
 def search(request: HttpRequest) -> HttpResponse:
     """Passage search over the indexed documents."""
     query = request.GET.get("q", "").strip()
@@ -59,9 +70,11 @@ def search(request: HttpRequest) -> HttpResponse:
     if query:
         started = time.perf_counter()
         try:
-            results = get_retriever().search(
-                query, k=settings.SEARCH_TOP_K, collections=[collection] if collection else None
-            )
+            readable = documents.readable_collection_slugs(request.user)
+            wanted = [collection] if collection else readable
+            if readable is not None and wanted is not None:
+                wanted = [c for c in wanted if c in readable]
+            results = get_retriever().search(query, k=settings.SEARCH_TOP_K, collections=wanted)
         except (StoreUnavailable, StoreLocked) as exc:
             error = f"search is unavailable: {exc}"
         latency_ms = round((time.perf_counter() - started) * 1000)
@@ -73,7 +86,7 @@ def search(request: HttpRequest) -> HttpResponse:
             "results": results,
             "error": error,
             "latency_ms": latency_ms,
-            "collections": documents.collection_list(),
+            "collections": documents.collection_list(user=request.user),
             "collection": collection or "",
         },
     )

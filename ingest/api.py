@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from functools import wraps
-
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_http_methods
 
+from accounts import roles
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import selectors, services
@@ -19,26 +18,31 @@ def _error(status: int, message: str) -> JsonResponse:
 
 
 def api_login_required(view):
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return _error(401, "authentication required")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+    """Any role at all: reading the documents one may read."""
+    return roles.api_requires(lambda user: bool(roles.roles_of(user)), "this")(view)
 
 
 def _require_admin(request: HttpRequest) -> JsonResponse | None:
-    if not request.user.is_staff:
+    if not roles.can_manage(request.user):
         return _error(403, "only admins may change documents")
     return None
+
+
+def _readable_document(request: HttpRequest, document_id: int) -> Document:
+    """404, not 403, for a document the user may not read: its existence is not theirs to know."""
+    document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    if not selectors.document_readable(user=request.user, document=document):
+        raise Http404("no such document")
+    return document
 
 
 @api_login_required
 @require_http_methods(["GET", "POST"])
 def documents(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
-        listed = selectors.document_list(collection=request.GET.get("collection") or None)
+        listed = selectors.document_list(
+            collection=request.GET.get("collection") or None, user=request.user
+        )
         return JsonResponse({"documents": [selectors.document_json(d) for d in listed]})
 
     if denied := _require_admin(request):
@@ -68,11 +72,11 @@ def documents(request: HttpRequest) -> JsonResponse:
 @api_login_required
 @require_http_methods(["GET", "DELETE"])
 def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    if request.method == "DELETE" and (denied := _require_admin(request)):
+        return denied  # before the lookup: a refusal must not tell which ids exist
+    document = _readable_document(request, document_id)
     if request.method == "GET":
         return JsonResponse(selectors.document_json(document))
-    if denied := _require_admin(request):
-        return denied
     try:
         services.document_delete(document=document)
     except (StoreUnavailable, StoreLocked) as exc:

@@ -6,6 +6,13 @@ class Collection(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="readable_collections",
+        help_text="Groups whose members may read this collection (search, answers, sources, "
+        "originals). Admins and auditors read every collection.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts import roles
 from rag import parsing
 from rag.types import IndexedChunk
 
@@ -46,10 +47,14 @@ class DocumentGone(Exception):
 
 
 def collection_get_or_create(*, slug: str | None = None, name: str | None = None) -> Collection:
+    """A new collection is readable by the staff group, i.e. everyone who may ask; an admin
+    restricts it to other groups in the admin (Collections -> groups)."""
     slug = slugify(slug or name or DEFAULT_COLLECTION_SLUG) or DEFAULT_COLLECTION_SLUG
-    collection, _ = Collection.objects.get_or_create(
+    collection, created = Collection.objects.get_or_create(
         slug=slug, defaults={"name": name or slug.replace("-", " ").capitalize()}
     )
+    if created:
+        collection.groups.add(roles.ensure_role_groups()[roles.STAFF])
     return collection
 
 

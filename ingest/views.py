@@ -1,14 +1,14 @@
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+
+from accounts import roles
 
 from . import selectors
 from .models import Document
 
 
-@staff_member_required(login_url="login")
+@roles.page_requires(roles.can_manage, "managing documents")
 def documents_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
@@ -21,10 +21,12 @@ def documents_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
+@roles.page_requires(lambda user: bool(roles.roles_of(user)), "reading documents")
 def document_file(request: HttpRequest, document_id: int) -> FileResponse:
     """The stored original, inline, so a PDF link with #page=N opens at that page."""
-    document = get_object_or_404(Document, pk=document_id)
+    document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
+    if not selectors.document_readable(user=request.user, document=document):
+        raise Http404("no such document")  # a guessed URL learns nothing
     source = document.duplicate_of if document.status == Document.Status.DUPLICATE else document
     if source is None or not source.file or not source.file.storage.exists(source.file.name):
         raise Http404("the original file is not stored")

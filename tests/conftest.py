@@ -1,6 +1,8 @@
 import pytest
-from django.contrib.auth import get_user_model
 
+from accounts import roles
+from accounts.services import user_create
+from assistant import llms
 from ingest import services
 from ingest.components import get_store
 
@@ -34,18 +36,39 @@ def collection(db):
     return services.collection_get_or_create(slug="general")
 
 
+def make_user(username: str, *role_names: str, groups: tuple[str, ...] = ()):
+    user, _ = user_create(username=username, roles_=role_names, groups=groups, password="pw")
+    return user
+
+
 @pytest.fixture
 def admin_user(db):
-    return get_user_model().objects.create_user("ada", password="pw", is_staff=True)
+    return make_user("ada", roles.ADMIN, roles.STAFF)
 
 
 @pytest.fixture
 def staff_user(db):
-    """A member of staff who may read but not manage documents (not a Django admin)."""
-    return get_user_model().objects.create_user("sam", password="pw")
+    """A member of staff who may ask and read the collections of the staff group."""
+    return make_user("sam", roles.STAFF)
+
+
+@pytest.fixture
+def auditor_user(db):
+    return make_user("aud", roles.AUDITOR)
 
 
 @pytest.fixture
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
+
+
+@pytest.fixture
+def fake_llm(settings):
+    """The default model is a FakeLLM (a real implementation that records and replays)."""
+    settings.LLMS = [
+        {"BACKEND": "rag.llm.FakeLLM", "LABEL": "Fake", "OPTIONS": {"id": "fake"}},
+        *settings.LLMS,
+    ]
+    yield llms.model_get("fake").llm
+    llms.reset_models()

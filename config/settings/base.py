@@ -36,8 +36,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "accounts",
     "ingest",
     "assistant",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -47,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.ApiTokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -65,6 +68,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.user_roles",
             ],
         },
     },
@@ -253,6 +257,11 @@ EMBEDDED_WORKER = (
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
 ADMIN_EMAIL = env.str("ADMIN_EMAIL", default="")
+
+# --- audit log -----------------------------------------------------------------------------------
+# Days the redactable content of audit records (questions, answers, prompts) is kept before
+# `manage.py audit retention` redacts it; records and the hash chain are kept regardless. 0: forever.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=0)
 
 LOGGING = {
     "version": 1,

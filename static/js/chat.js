@@ -89,11 +89,39 @@
     if (t.total != null) parts.push("total " + Math.round(t.total) + " ms");
     if (message.usage && message.usage.total_tokens) parts.push(message.usage.total_tokens + " tokens");
     shell.meta.append(el("span", "badge", parts.join(" · ")));
+    shell.meta.append(feedbackButtons(message));
     const verdicts = { supported: 0, partial: 0, unsupported: 0 };
     for (const c of message.citations || []) verdicts[c.verdict] += 1;
     for (const [verdict, count] of Object.entries(verdicts)) {
       if (count) shell.meta.append(el("span", "verdict verdict-" + verdict, count + " " + verdict));
     }
+  }
+
+  function feedbackButtons(message) {
+    const box = el("span", "feedback");
+    const current = message.feedback ? message.feedback.rating : null;
+    for (const [rating, label, title] of [["up", "👍", "Helpful"], ["down", "👎", "Not helpful"]]) {
+      const button = el("button", "link thumb" + (current === rating ? " chosen" : ""), label);
+      button.type = "button";
+      button.title = title;
+      button.setAttribute("aria-pressed", current === rating ? "true" : "false");
+      button.addEventListener("click", () => sendFeedback(message, rating, box));
+      box.append(button);
+    }
+    return box;
+  }
+
+  async function sendFeedback(message, rating, box) {
+    const comment = rating === "down" ? (prompt("What was wrong with this answer? (optional)") || "") : "";
+    const response = await fetch("/api/v1/messages/" + message.id + "/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      credentials: "same-origin",
+      body: JSON.stringify({ rating, comment }),
+    });
+    if (!response.ok) { box.append(el("span", "error", " feedback not saved")); return; }
+    message.feedback = { rating, comment };
+    box.replaceWith(feedbackButtons(message));
   }
 
   function renderExisting(messages) {

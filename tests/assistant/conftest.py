@@ -21,17 +21,6 @@ def handbook(collection):
 
 
 @pytest.fixture
-def fake_llm(settings):
-    """The default model is a FakeLLM (a real implementation that records and replays)."""
-    settings.LLMS = [
-        {"BACKEND": "rag.llm.FakeLLM", "LABEL": "Fake", "OPTIONS": {"id": "fake"}},
-        *settings.LLMS,
-    ]
-    yield llms.model_get("fake").llm
-    llms.reset_models()
-
-
-@pytest.fixture
 def deepseek(settings):
     """A DeepSeek-compatible HTTP server, reached through the real openai client."""
     with FakeDeepSeek(api_key="sk-test") as server:

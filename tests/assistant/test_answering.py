@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from assistant import services
 from assistant.models import Conversation, Message
+from ingest.services import collection_get_or_create
 from rag.llm import LLMError
 from rag.prompting import ABSTAIN_TEXT
 from rag.types import Completion, Usage
@@ -142,9 +143,18 @@ class TestNoEvidenceAndFailures:
         assert "No document is indexed" in message.content
 
     def test_collection_filter_is_applied(self, staff_user, handbook, fake_llm):
+        collection_get_or_create(slug="other")  # readable by staff, holds nothing
         message = ask(staff_user, collections=["other"])
         assert message.status == Message.Status.NO_SOURCES
         assert message.collections == ["other"]
+
+    def test_a_collection_one_may_not_read_is_refused_like_an_unknown_one(
+        self, staff_user, handbook, fake_llm
+    ):
+        collection_get_or_create(slug="hr").groups.clear()  # restricted to nobody but admins
+        for slug in ("hr", "no-such-collection"):
+            with pytest.raises(services.QuestionError, match=f"unknown collection: {slug}"):
+                ask(staff_user, collections=[slug])
 
     def test_model_error_is_recorded_with_the_reason(self, staff_user, handbook, fake_llm):
         fake_llm.queue(LLMError("rate_limit", "DeepSeek is rate limiting us (429)", status=429))

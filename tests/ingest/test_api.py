@@ -58,7 +58,8 @@ class TestPermissions:
         assert Document.objects.count() == 1
 
     def test_upload_page_is_for_admins(self, staff_client, admin_user):
-        assert staff_client.get("/documents/").status_code == 302
+        refused = staff_client.get("/documents/")
+        assert refused.status_code == 403 and b"managing documents" in refused.content
         admin = Client()
         admin.force_login(admin_user)
         page = admin.get("/documents/")

@@ -20,15 +20,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, question, collection, model, user, json: bool, **options):
         User = get_user_model()
-        if user:
+        if user:  # ask as that user: only what they may read
             asker = User.objects.filter(username=user).first()
             if asker is None:
                 raise CommandError(f"no such user: {user}", returncode=2)
-        else:
+        else:  # the operator at the shell, recorded as "cli"
             asker, _ = User.objects.get_or_create(username="cli")
         try:
             message = services.answer_question(
-                user=asker, question=question, collections=collection, model_id=model
+                user=asker,
+                question=question,
+                collections=collection,
+                model_id=model,
+                unrestricted=not user,
             )
         except services.QuestionError as exc:
             raise CommandError(str(exc), returncode=2) from exc

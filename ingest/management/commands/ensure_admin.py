@@ -6,6 +6,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from accounts import roles
+from accounts.services import user_roles_set
 from ingest import services
 
 
@@ -13,12 +15,16 @@ class Command(BaseCommand):
     help = "Create a first admin (ADMIN_USERNAME / ADMIN_PASSWORD, or a printed random password)."
 
     def handle(self, *args, **options):
+        roles.ensure_role_groups()
         services.collection_get_or_create()
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return
         password = settings.ADMIN_PASSWORD or secrets.token_urlsafe(12)
-        User.objects.create_superuser(settings.ADMIN_USERNAME, settings.ADMIN_EMAIL, password)
+        admin = User.objects.create_superuser(
+            settings.ADMIN_USERNAME, settings.ADMIN_EMAIL, password
+        )
+        user_roles_set(user=admin, roles_=[roles.ADMIN, roles.STAFF])
         self.stdout.write(
             self.style.SUCCESS(f"Created the first admin '{settings.ADMIN_USERNAME}'.")
         )
