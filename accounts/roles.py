@@ -45,8 +45,30 @@ def can_audit(user) -> bool:
     return AUDITOR in roles_of(user)
 
 
+# What the admin role may do in the Django admin site (superusers may do everything anyway).
+ADMIN_PERMISSIONS = {
+    "ingest": None,  # every permission of the app
+    "accounts": None,
+    "auth": ("user", "group"),
+    "assistant": ("view",),
+    "audit": ("view",),
+}
+
+
 def ensure_role_groups() -> dict[str, Group]:
-    return {name: Group.objects.get_or_create(name=name)[0] for name in ROLES}
+    groups = {name: Group.objects.get_or_create(name=name)[0] for name in ROLES}
+    from django.contrib.auth.models import Permission
+
+    wanted = []
+    for app, scope in ADMIN_PERMISSIONS.items():
+        permissions = Permission.objects.filter(content_type__app_label=app)
+        if scope == ("view",):
+            permissions = permissions.filter(codename__startswith="view_")
+        elif scope is not None:
+            permissions = permissions.filter(content_type__model__in=scope)
+        wanted.extend(permissions)
+    groups[ADMIN].permissions.add(*wanted)
+    return groups
 
 
 # --- decorators: pages redirect to login or show a 403 page; the API answers JSON -------------

@@ -10,6 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 
+from audit.services import audit_append
+
 from . import roles
 from .models import ApiToken
 
@@ -40,14 +42,25 @@ def user_create(
     return user, generated
 
 
-def user_roles_set(*, user: AbstractBaseUser, roles_: Iterable[str]) -> frozenset[str]:
+def user_roles_set(
+    *, user: AbstractBaseUser, roles_: Iterable[str], by: AbstractBaseUser | None = None
+) -> frozenset[str]:
     """Make ``user``'s roles exactly ``roles_``. Admins may also use the Django admin site."""
     wanted = frozenset(roles_)
     unknown = wanted - set(roles.ROLES)
     if unknown:
         raise AccountError(f"unknown role(s): {', '.join(sorted(unknown))}; roles: {roles.ROLES}")
     groups = roles.ensure_role_groups()
+    user.__dict__.pop("_roles", None)
+    before = sorted(roles.roles_of(user))
     with transaction.atomic():
+        if before != sorted(wanted):
+            audit_append(
+                kind="user.role_change",
+                actor=by,
+                subject=f"user:{user.pk}",
+                payload={"user": user.get_username(), "before": before, "after": sorted(wanted)},
+            )
         for name, group in groups.items():
             if name in wanted:
                 user.groups.add(group)

@@ -66,6 +66,9 @@ class Message(models.Model):
     uncited_sentences = models.JSONField(default=list, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True, help_text="milliseconds")
+    audit_seq = models.BigIntegerField(
+        null=True, blank=True, help_text="this answer's record in the audit log"
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -95,7 +95,7 @@ def ask_json(message: Message) -> dict:
         "reasoning": message.reasoning,
         "model": message.model,
         "route": message.route,
-        "audit_id": message.pk,
+        "audit_id": message.audit_seq,
         "timings_ms": {
             "retrieve": timings.get("retrieve"),
             "llm": timings.get("llm"),

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from audit.services import audit_append
 from ingest.components import get_embedder, get_retriever
 from ingest.selectors import readable_collection_slugs
 from rag import citations as verifier
@@ -250,9 +251,21 @@ def feedback_give(
     comment = (comment or "").strip()
     if len(comment) > FEEDBACK_COMMENT_MAX:
         raise QuestionError(f"the comment is longer than {FEEDBACK_COMMENT_MAX} characters")
-    feedback, _ = Feedback.objects.update_or_create(
-        message=message, user=user, defaults={"rating": rating, "comment": comment}
-    )
+    with transaction.atomic():
+        feedback, _ = Feedback.objects.update_or_create(
+            message=message, user=user, defaults={"rating": rating, "comment": comment}
+        )
+        audit_append(
+            kind="feedback",
+            actor=user,
+            subject=f"message:{message.pk}",
+            payload={
+                "message_id": message.pk,
+                "answer_seq": message.audit_seq,
+                "rating": "up" if rating > 0 else "down",
+            },
+            content={"comment": comment},
+        )
     return feedback
 
 
@@ -307,9 +320,66 @@ def _done(conversation: Conversation, record: dict, run: _Run) -> dict:
             **record,
         )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=turn.created_at)
+        # The audit record is written in the same transaction, last (it locks the chain head):
+        # an answer exists in the chat if and only if it exists in the audit log.
+        entry = audit_append(
+            kind="answer",
+            actor=conversation.user,
+            subject=f"message:{turn.pk}",
+            payload=_audit_payload(turn),
+            content=_audit_content(turn),
+        )
+        Turn.objects.filter(pk=turn.pk).update(audit_seq=entry.seq)
+        turn.audit_seq = entry.seq
     from .selectors import message_json
 
     return {"event": "done", "message_id": turn.pk, "message": message_json(turn)}
+
+
+def _audit_payload(turn: Turn) -> dict:
+    """What the audit log keeps for good: everything but the text (which may be redacted)."""
+    text_free = ("text", "heading_path", "start", "end")
+    return {
+        "user": turn.conversation.user.get_username(),
+        "conversation_id": turn.conversation_id,
+        "message_id": turn.pk,
+        "collections": turn.collections,
+        "retrieved_collections": sorted({s["collection"] for s in turn.sources}),
+        "status": turn.status,
+        "error": turn.error or None,
+        "route": turn.route,
+        "route_reason": turn.route_reason,
+        "llm_id": turn.llm_id,
+        "provider": turn.provider,
+        "model": turn.model,
+        "parameters": turn.parameters,
+        "template_version": turn.template_version,
+        "usage": turn.usage,
+        "timings_ms": turn.timings,
+        "retrieved": [{k: v for k, v in s.items() if k not in text_free} for s in turn.sources],
+        "citations": [
+            {k: v for k, v in c.items() if k not in ("quote", "sentence")} for c in turn.citations
+        ],
+        "invalid_markers": turn.invalid_markers,
+        "has_unsupported": turn.has_unsupported,
+        "abstained": turn.status == Turn.Status.ABSTAINED,
+        "reasoning_source": turn.reasoning_source,
+    }
+
+
+def _audit_content(turn: Turn) -> dict:
+    """The words: what was asked, sent, reasoned and answered, and the evidence shown."""
+    return {
+        "question": turn.question,
+        "standalone_query": turn.standalone_query,
+        "prompt": turn.prompt,
+        "reasoning": turn.reasoning,
+        "answer": turn.content,
+        "model_answer": turn.model_answer,
+        "source_texts": {str(s["n"]): s["text"] for s in turn.sources},
+        "citation_sentences": [c["sentence"] for c in turn.citations],
+        "uncited_sentences": turn.uncited_sentences,
+    }
 
 
 def _source_json(number: int, chunk: ScoredChunk) -> dict:

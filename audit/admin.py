@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 
 from .models import AuditContent, AuditRecord
+from .services import AuditError, audit_redact
 
 
 class AuditContentInline(admin.TabularInline):
@@ -47,6 +50,8 @@ class AuditRecordAdmin(admin.ModelAdmin):
     inlines = [AuditContentInline]
     show_full_result_count = False  # a COUNT(*) over millions of rows on every page is wasted
 
+    actions = ["redact_content"]
+
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -55,3 +60,36 @@ class AuditRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_redact_permission(self, request) -> bool:
+        from accounts.roles import can_manage
+
+        return can_manage(request.user)
+
+    @admin.action(description="Redact the content of the selected records", permissions=["redact"])
+    def redact_content(self, request, queryset):
+        """Asks for a reason first; the records stay in the chain, their words are replaced."""
+        reason = (request.POST.get("reason") or "").strip()
+        if "confirm" not in request.POST or not reason:
+            return TemplateResponse(
+                request,
+                "admin/audit/redact.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "records": queryset.order_by("seq"),
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "missing_reason": "confirm" in request.POST,
+                    "title": "Redact audit record content",
+                },
+            )
+        done, skipped = 0, []
+        for record in queryset.order_by("seq"):
+            try:
+                audit_redact(record=record, by=request.user, reason=reason)
+                done += 1
+            except AuditError as exc:
+                skipped.append(str(exc))
+        self.message_user(request, f"Redacted {done} record(s); the chain still verifies.")
+        for message in skipped:
+            self.message_user(request, message, level=messages.WARNING)
+        return None

@@ -9,7 +9,7 @@ rolls back, the record goes with it, as the action it recorded did.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -57,6 +57,28 @@ def audit_append(
         return _append(
             head, kind=kind, actor=actor, subject=subject, payload=payload, content=content
         )
+
+
+RedactionHandler = Callable[[list[int], "list[str] | None"], None]
+_REDACTION_HANDLERS: dict[str, list[RedactionHandler]] = {}
+
+
+def on_redaction(kind: str) -> Callable[[RedactionHandler], RedactionHandler]:
+    """Register ``handler(seqs, fields)`` to run, in the same transaction, when content of
+    records of ``kind`` is redacted (``fields`` None: all of it). Apps that keep a working copy
+    of what they logged (the chat keeps its answers) erase that copy here, so a redaction
+    removes the words everywhere, not only from the log."""
+
+    def register(handler: RedactionHandler) -> RedactionHandler:
+        _REDACTION_HANDLERS.setdefault(kind, []).append(handler)
+        return handler
+
+    return register
+
+
+def _run_handlers(kind: str, seqs: list[int], fields: list[str] | None) -> None:
+    for handler in _REDACTION_HANDLERS.get(kind, ()):
+        handler(seqs, fields)
 
 
 def audit_redact(
@@ -119,6 +141,7 @@ def audit_redact(
         AuditContent.objects.filter(pk__in=[rows[field].pk for field in targets])._redact(
             redaction=event, by=_user_or_none(by), reason=reason
         )
+        _run_handlers(record.kind, [record.seq], targets)
     return event
 
 
@@ -159,7 +182,12 @@ def audit_apply_retention(*, now: datetime | None = None) -> int:
             },
             content={},
         )
+        by_kind: dict[str, list[int]] = {}
+        for kind, seq in pending.values_list("record__kind", "record__seq").distinct():
+            by_kind.setdefault(kind, []).append(seq)
         redacted = pending._redact(redaction=event, by=None, reason=RETENTION_REASON)
+        for kind, seqs in by_kind.items():
+            _run_handlers(kind, sorted(seqs), None)
         if redacted != found["contents"]:  # impossible while we hold the lock; never half-done
             raise RuntimeError(f"retention redacted {redacted} fields, expected {found}")
     logger.info("audit retention: redacted %s records older than %s", found["records"], cutoff)

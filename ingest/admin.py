@@ -1,13 +1,25 @@
 from django.contrib import admin
 
+from . import services
 from .models import Collection, Document
 
 
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "created_at")
+    list_display = ("name", "slug", "readers", "created_at")
     prepopulated_fields = {"slug": ("name",)}
     search_fields = ("name", "slug")
+    filter_horizontal = ("groups",)
+
+    @admin.display(description="readable by")
+    def readers(self, collection: Collection) -> str:
+        return ", ".join(g.name for g in collection.groups.all()) or "admins only"
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Group changes go through the service, so each one lands in the audit log."""
+        groups = list(form.cleaned_data.pop("groups", []))
+        super().save_related(request, form, formsets, change)
+        services.collection_access_set(collection=form.instance, groups=groups, by=request.user)
 
 
 @admin.register(Document)

@@ -78,7 +78,7 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
     if request.method == "GET":
         return JsonResponse(selectors.document_json(document))
     try:
-        services.document_delete(document=document)
+        services.document_delete(document=document, by=request.user)
     except (StoreUnavailable, StoreLocked) as exc:
         return _error(503, f"not deleted: the vector store is unavailable ({exc})")
     return HttpResponse(status=204)
@@ -91,7 +91,7 @@ def document_reindex(request: HttpRequest, document_id: int) -> JsonResponse:
         return denied
     document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
     try:
-        document = services.document_reindex(document=document)
+        document = services.document_reindex(document=document, by=request.user)
     except services.DocumentError as exc:
         return _error(409, str(exc))
     return JsonResponse(selectors.document_json(document), status=202)

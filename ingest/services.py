@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import roles
+from audit.services import audit_append
 from rag import parsing
 from rag.types import IndexedChunk
 
@@ -58,6 +59,24 @@ def collection_get_or_create(*, slug: str | None = None, name: str | None = None
     return collection
 
 
+def collection_access_set(
+    *, collection: Collection, groups, by: AbstractBaseUser | None = None
+) -> list[str]:
+    """Set which groups may read ``collection``; recorded in the audit log."""
+    before = sorted(collection.groups.values_list("name", flat=True))
+    with transaction.atomic():
+        collection.groups.set(groups)
+        after = sorted(collection.groups.values_list("name", flat=True))
+        if after != before:
+            audit_append(
+                kind="collection.access_change",
+                actor=by,
+                subject=f"collection:{collection.slug}",
+                payload={"collection": collection.slug, "before": before, "after": after},
+            )
+    return after
+
+
 # ---------------------------------------------------------------------------------------------
 # Upload, re-index, delete
 # ---------------------------------------------------------------------------------------------
@@ -80,6 +99,17 @@ def document_upload(
     """
     name = PurePath(name or "unnamed").name[:255] or "unnamed"
     user = uploaded_by if uploaded_by is not None and uploaded_by.is_authenticated else None
+    with transaction.atomic():
+        document = _upload_row(
+            file=file, name=name, collection=collection, user=user, size=size, enqueue=enqueue
+        )
+        _audit(document, "document.upload", actor=user)
+    return document
+
+
+def _upload_row(
+    *, file: IO[bytes], name: str, collection: Collection, user, size: int | None, enqueue: bool
+) -> Document:
     limit = settings.MAX_UPLOAD_MB * 1024 * 1024
     size = size if size is not None else _size_of(file)
     base = {"name": name, "collection": collection, "uploaded_by": user, "size": size}
@@ -116,13 +146,30 @@ def document_upload(
         )
 
     stored_name = _store_original(file, sha256=sha256, name=name)
-    with transaction.atomic():
-        document = Document.objects.create(
-            **base, sha256=sha256, file=stored_name, status=Document.Status.QUEUED, stage="queued"
-        )
-        if enqueue:
-            document_enqueue(document=document)
+    document = Document.objects.create(
+        **base, sha256=sha256, file=stored_name, status=Document.Status.QUEUED, stage="queued"
+    )
+    if enqueue:
+        document_enqueue(document=document)
     return document
+
+
+def _audit(document: Document, kind: str, *, actor) -> None:
+    audit_append(
+        kind=kind,
+        actor=actor,
+        subject=f"document:{document.pk}",
+        payload={
+            "document_id": document.pk,
+            "name": document.name,
+            "collection": document.collection.slug,
+            "status": document.status,
+            "sha256": document.sha256,
+            "size": document.size,
+            "error": document.error or None,
+            "duplicate_of": document.duplicate_of_id,
+        },
+    )
 
 
 def document_enqueue(*, document: Document) -> None:
@@ -144,7 +191,7 @@ def document_enqueue(*, document: Document) -> None:
     transaction.on_commit(send)
 
 
-def document_reindex(*, document: Document) -> Document:
+def document_reindex(*, document: Document, by: AbstractBaseUser | None = None) -> Document:
     if document.status == Document.Status.DUPLICATE:
         raise DocumentError("this is a duplicate: re-index the original document instead")
     if not document.file:
@@ -166,11 +213,12 @@ def document_reindex(*, document: Document) -> Document:
             updated_at=timezone.now(),
         )
         document_enqueue(document=document)
-    document.refresh_from_db()
+        document.refresh_from_db()
+        _audit(document, "document.reindex", actor=by)
     return document
 
 
-def document_delete(*, document: Document) -> None:
+def document_delete(*, document: Document, by: AbstractBaseUser | None = None) -> None:
     """Remove the document's points, then its row, then its stored original if nothing else uses it.
 
     The store goes first: if it is unreachable, nothing is deleted and the error says why.
@@ -178,7 +226,9 @@ def document_delete(*, document: Document) -> None:
     if document.status != Document.Status.DUPLICATE:
         get_store().delete_document(str(document.pk))
     file_name = document.file.name if document.file else ""
-    document.delete()
+    with transaction.atomic():
+        _audit(document, "document.delete", actor=by)
+        document.delete()
     if file_name and not Document.objects.filter(file=file_name).exists():
         document.file.storage.delete(file_name)
 

@@ -5,6 +5,8 @@ from accounts.services import user_create
 from assistant import llms
 from ingest import services
 from ingest.components import get_store
+from tests.docs import make_pdf
+from tests.ingest.helpers import ingest
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +74,18 @@ def fake_llm(settings):
     ]
     yield llms.model_get("fake").llm
     llms.reset_models()
+
+
+HANDBOOK = [
+    "Employee handbook\nWelcome to the company. This handbook explains our policies.",
+    "Travel policy\nEconomy class is required for flights shorter than six hours.\n"
+    "Receipts must be submitted within thirty days of travel.",
+    "Security policy\nLaptops must use full disk encryption and a screen lock after five minutes.",
+]
+
+
+@pytest.fixture
+def handbook(collection):
+    document = ingest(make_pdf(HANDBOOK), "handbook.pdf", collection)
+    assert document.status == "ready", document.error
+    return document

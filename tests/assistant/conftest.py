@@ -1,23 +1,8 @@
 import pytest
 
 from assistant import llms
-from tests.docs import make_pdf
+from tests.conftest import HANDBOOK  # noqa: F401  (re-exported for the browser test)
 from tests.fakes.deepseek import FakeDeepSeek
-from tests.ingest.helpers import ingest
-
-HANDBOOK = [
-    "Employee handbook\nWelcome to the company. This handbook explains our policies.",
-    "Travel policy\nEconomy class is required for flights shorter than six hours.\n"
-    "Receipts must be submitted within thirty days of travel.",
-    "Security policy\nLaptops must use full disk encryption and a screen lock after five minutes.",
-]
-
-
-@pytest.fixture
-def handbook(collection):
-    document = ingest(make_pdf(HANDBOOK), "handbook.pdf", collection)
-    assert document.status == "ready", document.error
-    return document
 
 
 @pytest.fixture

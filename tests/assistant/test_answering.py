@@ -270,7 +270,8 @@ class TestAskCommand:
             "verdict",
         }
         assert (citation["page"], citation["verdict"]) == (2, "supported")
-        assert Message.objects.get(pk=result["audit_id"]).conversation.user.username == "cli"
+        answer = Message.objects.get(audit_seq=result["audit_id"])
+        assert answer.conversation.user.username == "cli"
 
     def test_unknown_user_is_a_usage_error(self, fake_llm):
         with pytest.raises(CommandError) as error:
