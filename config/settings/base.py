@@ -262,6 +262,11 @@ ADMIN_EMAIL = env.str("ADMIN_EMAIL", default="")
 # Days the redactable content of audit records (questions, answers, prompts) is kept before
 # `manage.py audit retention` redacts it; records and the hash chain are kept regardless. 0: forever.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=0)
+# Production runs `celery -A config beat` (docker-compose) to apply retention daily; the embedded
+# default applies it when the app starts.
+CELERY_BEAT_SCHEDULE = {
+    "audit-retention": {"task": "audit.apply_retention", "schedule": 24 * 3600.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -191,3 +191,17 @@ class TestRedaction:
         answer.refresh_from_db()
         assert answer.content == "[redacted]"
         assert audit_verify().ok
+
+
+def test_retention_is_scheduled_daily_and_runs_as_a_task(answer, settings):
+    from datetime import timedelta
+
+    from audit.tasks import audit_apply_retention_task
+
+    entry = settings.CELERY_BEAT_SCHEDULE["audit-retention"]
+    assert entry["task"] == audit_apply_retention_task.name == "audit.apply_retention"
+    assert entry["schedule"] == timedelta(days=1).total_seconds()
+    settings.AUDIT_RETENTION_DAYS = 1
+    audit_apply_retention_task.apply()
+    answer.refresh_from_db()
+    assert answer.content != "[redacted]"  # a fresh answer is within the retention period

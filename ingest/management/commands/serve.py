@@ -6,6 +6,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.services import audit_apply_retention
 from ingest import services
 from ingest.components import get_retriever, get_store
 from rag.store import StoreLocked
@@ -37,6 +38,9 @@ class Command(BaseCommand):
         if settings.EMBEDDED_WORKER and not no_worker:
             worker = EmbeddedWorker()
             worker.start()
+            redacted = audit_apply_retention()  # what beat does daily in production
+            if redacted:
+                self.stderr.write(f"retention: redacted {redacted} old audit record(s)")
             resumed = services.documents_resume()
             if resumed:
                 self.stderr.write(f"resumed {resumed} unfinished document(s)")
