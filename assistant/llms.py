@@ -21,10 +21,24 @@ from rag.llm import LLM
 
 @dataclass(frozen=True)
 class ModelChoice:
+    """One entry of the model registry (settings.LLMS)."""
+
     id: str
     label: str
     residency: str  # "internal" (stays on our machines) or "external"
     llm: LLM
+    cost_in_per_1k: float = 0.0  # currency units per 1,000 prompt tokens
+    cost_out_per_1k: float = 0.0
+    context_tokens: int | None = None
+    reasoning: bool = False  # returns a reasoning trace of its own
+    pinned_version: str | None = None  # the version the provider must report; a change is logged
+
+    def cost(self, usage: dict) -> float:
+        return round(
+            usage.get("prompt_tokens", 0) / 1000 * self.cost_in_per_1k
+            + usage.get("completion_tokens", 0) / 1000 * self.cost_out_per_1k,
+            6,
+        )
 
 
 _lock = threading.Lock()
@@ -43,6 +57,11 @@ def available_models() -> dict[str, ModelChoice]:
                     label=entry.get("LABEL", llm.id),
                     residency=entry.get("RESIDENCY", "external"),
                     llm=llm,
+                    cost_in_per_1k=float(entry.get("COST_IN_PER_1K", 0.0)),
+                    cost_out_per_1k=float(entry.get("COST_OUT_PER_1K", 0.0)),
+                    context_tokens=entry.get("CONTEXT_TOKENS"),
+                    reasoning=bool(entry.get("REASONING", False)),
+                    pinned_version=entry.get("PINNED_VERSION") or None,
                 )
         return _registry
 

@@ -178,8 +178,9 @@ def answer_stream(
             model=completion.model or choice.llm.model,
             model_answer=completion.answer,
             content=completion.answer,
-            usage=_usage_json(completion),
+            usage={**_usage_json(completion), "cost": choice.cost(_usage_json(completion))},
         )
+        _check_pinned_version(choice, completion.model)
         report = verifier.verify_citations(
             answer=completion.answer, sources=sources, embedder=embedder
         )
@@ -301,6 +302,27 @@ def _searchable(
             # the same words whether it does not exist or may not be read: no existence leak
             raise QuestionError(f"unknown collection: {', '.join(refused)}")
     return list(requested)
+
+
+_versions_seen: set[tuple[str, str]] = set()
+
+
+def _check_pinned_version(choice: llms.ModelChoice, reported: str) -> None:
+    """A provider silently swapping the model behind a name changes answers: log it and record
+    it in the audit log, once per process and version."""
+    if not choice.pinned_version or not reported or reported == choice.pinned_version:
+        return
+    if (choice.id, reported) in _versions_seen:
+        return
+    _versions_seen.add((choice.id, reported))
+    logger.warning(
+        "model %s reported version %r, pinned %r", choice.id, reported, choice.pinned_version
+    )
+    audit_append(
+        kind="model.version_change",
+        subject=f"model:{choice.id}",
+        payload={"model": choice.id, "pinned": choice.pinned_version, "reported": reported},
+    )
 
 
 def _route_reason(choice: llms.ModelChoice, requested: str | None) -> str:

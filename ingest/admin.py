@@ -6,7 +6,8 @@ from .models import Collection, Document
 
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "readers", "created_at")
+    list_display = ("name", "slug", "sensitivity", "readers", "created_at")
+    list_filter = ("sensitivity",)
     prepopulated_fields = {"slug": ("name",)}
     search_fields = ("name", "slug")
     filter_horizontal = ("groups",)
@@ -14,6 +15,15 @@ class CollectionAdmin(admin.ModelAdmin):
     @admin.display(description="readable by")
     def readers(self, collection: Collection) -> str:
         return ", ".join(g.name for g in collection.groups.all()) or "admins only"
+
+    def save_model(self, request, obj, form, change) -> None:
+        """A sensitivity change goes through the service, so it lands in the audit log."""
+        wanted = obj.sensitivity
+        if change:
+            obj.sensitivity = Collection.objects.get(pk=obj.pk).sensitivity
+        super().save_model(request, obj, form, change)
+        if change:
+            services.collection_sensitivity_set(collection=obj, sensitivity=wanted, by=request.user)
 
     def save_related(self, request, form, formsets, change) -> None:
         """Group changes go through the service, so each one lands in the audit log."""

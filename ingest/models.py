@@ -3,6 +3,11 @@ from django.db import models
 
 
 class Collection(models.Model):
+    class Sensitivity(models.TextChoices):
+        PUBLIC = "public"
+        INTERNAL = "internal"
+        CONFIDENTIAL = "confidential"  # its text never goes to a model outside our machines
+
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -12,6 +17,13 @@ class Collection(models.Model):
         related_name="readable_collections",
         help_text="Groups whose members may read this collection (search, answers, sources, "
         "originals). Admins and auditors read every collection.",
+    )
+    sensitivity = models.CharField(
+        max_length=16,
+        choices=Sensitivity.choices,
+        default=Sensitivity.INTERNAL,
+        help_text="Confidential: passages from this collection are only ever sent to internal "
+        "models (the offline model or LLM_BASE_URL), never to an external API.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -77,6 +77,27 @@ def collection_access_set(
     return after
 
 
+def collection_sensitivity_set(
+    *, collection: Collection, sensitivity: str, by: AbstractBaseUser | None = None
+) -> Collection:
+    """Change how sensitive a collection is (it decides which models may see its passages)."""
+    if sensitivity not in Collection.Sensitivity.values:
+        raise DocumentError(f"unknown sensitivity {sensitivity!r}")
+    before = Collection.objects.get(pk=collection.pk).sensitivity
+    if before == sensitivity:
+        return collection
+    with transaction.atomic():
+        Collection.objects.filter(pk=collection.pk).update(sensitivity=sensitivity)
+        audit_append(
+            kind="collection.sensitivity_change",
+            actor=by,
+            subject=f"collection:{collection.slug}",
+            payload={"collection": collection.slug, "before": before, "after": sensitivity},
+        )
+    collection.sensitivity = sensitivity
+    return collection
+
+
 # ---------------------------------------------------------------------------------------------
 # Upload, re-index, delete
 # ---------------------------------------------------------------------------------------------

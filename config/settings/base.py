@@ -168,6 +168,12 @@ if DEEPSEEK_API_KEY:
             "BACKEND": "rag.llm.OpenAICompatibleLLM",
             "LABEL": f"DeepSeek ({DEEPSEEK_MODEL})",
             "RESIDENCY": "external",
+            "REASONING": DEEPSEEK_MODEL == "deepseek-reasoner",
+            "CONTEXT_TOKENS": 64_000,
+            # USD per 1,000 tokens (cache miss), as published for deepseek-reasoner; override.
+            "COST_IN_PER_1K": env.float("DEEPSEEK_COST_IN_PER_1K", default=0.00055),
+            "COST_OUT_PER_1K": env.float("DEEPSEEK_COST_OUT_PER_1K", default=0.00219),
+            "PINNED_VERSION": env.str("DEEPSEEK_PINNED_VERSION", default="") or None,
             "OPTIONS": {
                 "id": "deepseek",
                 "provider": "deepseek",
@@ -184,6 +190,7 @@ if LLM_BASE_URL:
             "BACKEND": "rag.llm.OpenAICompatibleLLM",
             "LABEL": f"Local server ({LLM_MODEL or 'default model'})",
             "RESIDENCY": "internal",
+            "PINNED_VERSION": env.str("LLM_PINNED_VERSION", default="") or None,
             "OPTIONS": {
                 "id": "server",
                 "base_url": LLM_BASE_URL,
@@ -198,6 +205,7 @@ LLMS.append(
         "BACKEND": "rag.local_llm.LocalLLM",
         "LABEL": "Offline model (SmolLM2-135M, on this machine)",
         "RESIDENCY": "internal",
+        "CONTEXT_TOKENS": 2048,
         "OPTIONS": {"id": "local", "cache_dir": LOCAL_LLM_CACHE_DIR, "threads": LOCAL_LLM_THREADS},
     }
 )

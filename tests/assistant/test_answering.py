@@ -285,3 +285,37 @@ class TestAskCommand:
             call_command("ask", RECEIPTS, "--json", stdout=out, stderr=io.StringIO())
         assert error.value.returncode == 1
         assert json.loads(out.getvalue())["error"] == "DeepSeek is down (503)"
+
+
+def test_a_model_version_other_than_the_pinned_one_is_audited_once(staff_user, handbook, settings):
+    from assistant import llms
+    from audit.models import AuditRecord
+
+    settings.LLMS = [
+        {
+            "BACKEND": "rag.llm.FakeLLM",
+            "OPTIONS": {
+                "id": "pinned",
+                "model": "fake-model-2026-02",
+                "default": "Thirty days [1].",
+            },
+            "PINNED_VERSION": "fake-model-2025-12",
+            "COST_IN_PER_1K": 1.0,
+            "COST_OUT_PER_1K": 2.0,
+        }
+    ]
+    try:
+        first = ask(staff_user)
+        ask(staff_user)
+    finally:
+        llms.reset_models()
+
+    (change,) = AuditRecord.objects.filter(kind="model.version_change")
+    assert change.payload == {
+        "model": "pinned",
+        "pinned": "fake-model-2025-12",
+        "reported": "fake-model-2026-02",
+    }
+    usage = first.usage
+    expected = usage["prompt_tokens"] / 1000 * 1.0 + usage["completion_tokens"] / 1000 * 2.0
+    assert usage["cost"] == pytest.approx(expected) and usage["cost"] > 0

@@ -116,7 +116,13 @@ def test_role_and_access_changes(admin_user, staff_user, collection):
     )
     response = client.post(
         f"/admin/ingest/collection/{collection.pk}/change/",
-        {"name": collection.name, "slug": collection.slug, "description": "", "groups": [hr.pk]},
+        {
+            "name": collection.name,
+            "slug": collection.slug,
+            "description": "",
+            "sensitivity": "internal",
+            "groups": [hr.pk],
+        },
     )
     assert response.status_code == 302, response.content[:2000]
     assert list(Collection.objects.get(pk=collection.pk).groups.values_list("name", flat=True)) == [
@@ -205,3 +211,28 @@ def test_retention_is_scheduled_daily_and_runs_as_a_task(answer, settings):
     audit_apply_retention_task.apply()
     answer.refresh_from_db()
     assert answer.content != "[redacted]"  # a fresh answer is within the retention period
+
+
+def test_sensitivity_change_from_the_admin_is_recorded(admin_user, collection):
+    client = Client()
+    client.force_login(admin_user)
+    staff_group = collection.groups.get()
+    response = client.post(
+        f"/admin/ingest/collection/{collection.pk}/change/",
+        {
+            "name": collection.name,
+            "slug": collection.slug,
+            "description": "",
+            "sensitivity": "confidential",
+            "groups": [staff_group.pk],
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    assert Collection.objects.get(pk=collection.pk).sensitivity == "confidential"
+    (change,) = records("collection.sensitivity_change")
+    assert change["payload"] == {
+        "collection": "general",
+        "before": "internal",
+        "after": "confidential",
+    }
+    assert change["actor"] == "ada" and not records("collection.access_change")
