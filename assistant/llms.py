@@ -16,7 +16,10 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
+from rag.guard import RedactingLLM
 from rag.llm import LLM
+from rag.resilience import BreakerBoard, ResilientLLM, RetryPolicy
+from rag.routing import ModelSpec, Policy
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,20 @@ class ModelChoice:
     context_tokens: int | None = None
     reasoning: bool = False  # returns a reasoning trace of its own
     pinned_version: str | None = None  # the version the provider must report; a change is logged
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What the routing policy knows of this model."""
+        return ModelSpec(
+            id=self.id,
+            residency=self.residency,
+            provider=self.llm.provider,
+            cost_in_per_1k=self.cost_in_per_1k,
+            cost_out_per_1k=self.cost_out_per_1k,
+            context_tokens=self.context_tokens or 8192,
+            reasoning=self.reasoning,
+            pinned_version=self.pinned_version,
+        )
 
     def cost(self, usage: dict) -> float:
         return round(
@@ -84,9 +101,60 @@ def model_get(model_id: str | None = None) -> ModelChoice:
         raise UnknownModel(f"unknown model {model_id!r}; available: {', '.join(models)}") from None
 
 
-def reset_models() -> None:
-    global _registry
+def routing_policy() -> Policy:
+    return Policy(
+        local_first_max_words=settings.ROUTING_LOCAL_FIRST_MAX_WORDS,
+        escalation=settings.ROUTING_ESCALATION,
+        fallback=settings.ROUTING_FALLBACK,
+    )
+
+
+_breakers: BreakerBoard | None = None
+
+
+def breakers() -> BreakerBoard:
+    """One circuit breaker per model for the whole process: every request shares what the
+    others learned about a failing provider."""
+    global _breakers
     with _lock:
+        if _breakers is None:
+            _breakers = BreakerBoard(
+                failure_threshold=settings.LLM_BREAKER_FAILURES,
+                cool_down=settings.LLM_BREAKER_COOL_DOWN,
+            )
+        return _breakers
+
+
+def resilient(chain: list[ModelChoice]) -> tuple[ResilientLLM, list[RedactingLLM]]:
+    """The chain as one LLM with retries, breakers and fallback. External models are wrapped so
+    personal data is replaced by placeholders before it leaves (PII_REDACTION); the wrappers are
+    returned too, since they know what they removed."""
+    guards = []
+    members: list[LLM] = []
+    for choice in chain:
+        if choice.residency == "external" and settings.PII_REDACTION:
+            guard = RedactingLLM(choice.llm)
+            guards.append(guard)
+            members.append(guard)
+        else:
+            members.append(choice.llm)
+    return ResilientLLM(
+        members,
+        retry=RetryPolicy(
+            max_attempts=settings.LLM_RETRY_ATTEMPTS,
+            base_delay=settings.LLM_RETRY_BASE_DELAY,
+            max_delay=max(settings.LLM_RETRY_BASE_DELAY, settings.LLM_RETRY_MAX_DELAY),
+            max_retry_after=settings.LLM_RETRY_MAX_WAIT,
+            max_total_wait=settings.LLM_RETRY_MAX_WAIT,
+        ),
+        breakers=breakers(),
+    ), guards
+
+
+def reset_models() -> None:
+    global _registry, _breakers
+    with _lock:
+        _breakers = None
         for choice in (_registry or {}).values():
             close = getattr(choice.llm, "close", None)
             if close is not None:
@@ -96,5 +164,5 @@ def reset_models() -> None:
 
 @receiver(setting_changed)
 def _on_setting_changed(*, setting: str, **kwargs) -> None:
-    if setting == "LLMS":
+    if setting == "LLMS" or setting.startswith("LLM_BREAKER"):
         reset_models()

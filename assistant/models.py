@@ -34,6 +34,7 @@ class Message(models.Model):
         NO_SOURCES = "no_sources"  # nothing relevant was found: the model was not called
         INCOMPLETE = "incomplete"  # the stream broke: what arrived is kept, flagged
         ERROR = "error"  # no answer: the reason is in `error`
+        REFUSED = "refused"  # the routing policy allows no model for this context
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -61,6 +62,9 @@ class Message(models.Model):
     parameters = models.JSONField(default=dict, blank=True)
     route = models.CharField(max_length=100, blank=True)
     route_reason = models.TextField(blank=True)
+    route_trace = models.JSONField(
+        default=dict, blank=True, help_text="the routing decision, every attempt, waits"
+    )
     citations = models.JSONField(default=list, blank=True)
     invalid_markers = models.JSONField(default=list, blank=True)
     uncited_sentences = models.JSONField(default=list, blank=True)

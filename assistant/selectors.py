@@ -58,6 +58,7 @@ def message_json(message: Message, *, readable: list[str] | None = None) -> dict
         "llm_id": message.llm_id,
         "provider": message.provider,
         "route": message.route,
+        "route_reason": message.route_reason,
         "usage": message.usage,
         "timings_ms": message.timings,
         "has_unsupported": message.has_unsupported,

@@ -19,9 +19,10 @@ from django.db import transaction
 
 from audit.services import audit_append
 from ingest.components import get_embedder, get_retriever
+from ingest.models import Collection
 from ingest.selectors import readable_collection_slugs
 from rag import citations as verifier
-from rag import prompting
+from rag import prompting, routing
 from rag.llm import LLMError
 from rag.local_llm import LocalModelError
 from rag.store import StoreLocked, StoreUnavailable
@@ -108,8 +109,7 @@ def answer_stream(
         # --- retrieve --------------------------------------------------------------------
         query = prompting.condense_question(question=question, history=history)
         record["standalone_query"] = query
-        local = choice.llm.provider == "local"
-        k = settings.LOCAL_ANSWER_TOP_K if local else settings.ANSWER_TOP_K
+        k = settings.ANSWER_TOP_K  # the offline model is given fewer of them, see _generate
         began = time.perf_counter()
         found = get_retriever().search(query, k=k, collections=collections)
         run.lap("retrieve", began)
@@ -126,92 +126,69 @@ def answer_stream(
             yield _done(conversation, record, run)
             return
 
-        # --- prompt and complete -------------------------------------------------------------
-        prompt = prompting.build_prompt(
-            question=question,
-            sources=sources,
-            history=history,
-            max_source_chars=settings.LOCAL_SOURCE_CHARS if local else None,
-        )
-        record["prompt"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
-        record["template_version"] = prompt.template_version
-        max_tokens = settings.LOCAL_ANSWER_MAX_TOKENS if local else settings.ANSWER_MAX_TOKENS
-        record["parameters"] = {"max_tokens": max_tokens, "temperature": None, "top_k": k}
-
-        began = time.perf_counter()
-        completion: Completion | None = None
-        streamed = {"reasoning": [], "answer": []}
-        try:
-            for piece in choice.llm.stream(prompt.messages, max_tokens=max_tokens):
-                if isinstance(piece, Delta):
-                    if "first_token" not in run.timings and (piece.answer or piece.reasoning):
-                        run.lap("first_token", run.started)
-                    for kind in ("reasoning", "answer"):
-                        if text := getattr(piece, kind):
-                            streamed[kind].append(text)
-                            yield {"event": kind, "text": text}
-                else:
-                    completion = piece
-        except (LLMError, LocalModelError) as exc:
-            run.lap("llm", began)
-            partial = "".join(streamed["answer"])
-            status = Turn.Status.INCOMPLETE if partial else Turn.Status.ERROR
+        # --- route -------------------------------------------------------------------------
+        decision = _route(question=question, sources=sources, requested=model_id)
+        record["route_reason"] = "; ".join(decision.reasons)
+        record["route_trace"] = {"decision": decision.as_record(), "generations": []}
+        if decision.refused:
             record.update(
-                status=status,
-                error=exc.user_message,
-                model_answer=partial,
-                content=partial,
-                reasoning="".join(streamed["reasoning"]),
-                reasoning_source="model",
+                status=Turn.Status.REFUSED,
+                route="refused",
+                content=decision.refused,
+                reasoning_source="pipeline",
             )
-            if getattr(exc, "kind", "") == "incomplete":
-                record["status"] = Turn.Status.INCOMPLETE
+            record["reasoning"] = _trace(record, run, prompt=None, completion=None)
+            yield {"event": "answer", "text": decision.refused}
             yield _done(conversation, record, run)
             return
-        run.lap("llm", began)
-        assert completion is not None  # the LLM protocol ends every stream with one
 
-        # --- verify ----------------------------------------------------------------------
+        # --- prompt, complete (retries, fallback), verify ------------------------------------
         began = time.perf_counter()
-        embedder = get_embedder()
-        record.update(
-            model=completion.model or choice.llm.model,
-            model_answer=completion.answer,
-            content=completion.answer,
-            usage={**_usage_json(completion), "cost": choice.cost(_usage_json(completion))},
+        result = yield from _generate(
+            decision.chain, question=question, sources=sources, history=history, run=run
         )
-        _check_pinned_version(choice, completion.model)
-        report = verifier.verify_citations(
-            answer=completion.answer, sources=sources, embedder=embedder
-        )
-        abstained = prompting.is_abstention(completion.answer)
-        grounded = bool(report.citations) and not report.has_unsupported
-        if abstained:
-            record["status"] = Turn.Status.ABSTAINED
-        elif grounded or not local:
-            # An API model's answer is shown as written; unsupported or missing citations are
-            # flagged on it (has_unsupported, uncited_sentences) for the reader to weigh.
-            record["status"] = Turn.Status.ANSWERED
-        else:
-            # The small offline model's unverified answer is not shown as the answer: the best
-            # passages are quoted instead, labelled as such. Its text stays in model_answer.
-            record["status"] = Turn.Status.EXTRACTIVE
-            record["content"] = _extractive_answer(question, sources, embedder)
-            report = verifier.verify_citations(
-                answer=record["content"], sources=sources, embedder=embedder
+        if decision.escalate_to and result.completion is not None:
+            escalate, why = routing.should_escalate(
+                status=result.status,
+                has_unsupported=result.report.has_unsupported,
+                abstained=result.status == Turn.Status.ABSTAINED,
+                relevant_sources=len(sources),
             )
-        record.update(
-            citations=[_citation_json(c) for c in report.citations],
-            invalid_markers=list(report.invalid_markers),
-            uncited_sentences=list(report.uncited_sentences),
-        )
-        run.lap("verify", began)
-
-        if completion.reasoning.strip():
-            record.update(reasoning=completion.reasoning, reasoning_source="model")
-        else:
-            record.update(reasoning_source="pipeline")
-            record["reasoning"] = _trace(record, run, prompt=prompt, completion=completion)
+            if escalate:
+                yield {"event": "escalate", "to": decision.escalate_to, "reason": why}
+                first = result
+                second = yield from _generate(
+                    (decision.escalate_to,),
+                    question=question,
+                    sources=sources,
+                    history=history,
+                    run=run,
+                )
+                record["route_trace"]["escalation"] = {
+                    "reason": why,
+                    "from": first.summary(),
+                    "to": decision.escalate_to,
+                }
+                if second.completion is not None:
+                    result = second
+                    record["route_reason"] += f"; escalated to {decision.escalate_to}: {why}"
+                else:
+                    record["route_reason"] += (
+                        f"; escalation to {decision.escalate_to} failed ({second.error}), "
+                        "the first answer stands"
+                    )
+                    result = first.with_generations(first.generations + second.generations)
+        run.lap("llm", began)
+        record["route_trace"]["generations"] = result.generations
+        record.update(result.record_fields())
+        if result.completion is not None:
+            if result.completion.reasoning.strip():
+                record.update(reasoning=result.completion.reasoning, reasoning_source="model")
+            else:
+                record["reasoning_source"] = "pipeline"
+                record["reasoning"] = _trace(
+                    record, run, prompt=result.prompt, completion=result.completion
+                )
         yield _done(conversation, record, run)
 
     except (StoreUnavailable, StoreLocked) as exc:
@@ -223,6 +200,147 @@ def answer_stream(
             status=Turn.Status.ERROR, error=f"internal error ({type(exc).__name__}: {exc})"
         )
         yield _done(conversation, record, run)
+
+
+@dataclass
+class _Generation:
+    """One model's go at the answer: which model, what it wrote, how it was judged."""
+
+    choice: llms.ModelChoice
+    prompt: object
+    completion: Completion | None = None
+    status: str = ""
+    content: str = ""
+    report: object = None
+    error: str = ""
+    partial: dict = field(default_factory=dict)
+    generations: list = field(default_factory=list)  # the attempts trace of every model asked
+    parameters: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "llm_id": self.choice.id,
+            "status": self.status,
+            "answer": self.completion.answer if self.completion else self.partial.get("answer", ""),
+        }
+
+    def with_generations(self, generations: list) -> _Generation:
+        self.generations = generations
+        return self
+
+    def record_fields(self) -> dict:
+        fields = {
+            "llm_id": self.choice.id,
+            "provider": self.choice.llm.provider,
+            "route": self.choice.id,
+            "template_version": self.prompt.template_version,
+            "prompt": [{"role": m.role, "content": m.content} for m in self.prompt.messages],
+            "parameters": self.parameters,
+            "status": self.status,
+            "content": self.content,
+            "error": self.error,
+        }
+        if self.completion is None:
+            return {
+                **fields,
+                "model_answer": self.partial.get("answer", ""),
+                "reasoning": self.partial.get("reasoning", ""),
+                "reasoning_source": "model",
+            }
+        usage = _usage_json(self.completion)
+        return {
+            **fields,
+            "model": self.completion.model or self.choice.llm.model,
+            "model_answer": self.completion.answer,
+            "usage": {**usage, "cost": self.choice.cost(usage)},
+            "citations": [_citation_json(c) for c in self.report.citations],
+            "invalid_markers": list(self.report.invalid_markers),
+            "uncited_sentences": list(self.report.uncited_sentences),
+        }
+
+
+def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
+    """Ask the chain's first model (retries, then fallbacks down the chain), stream its pieces,
+    then judge the answer. Returns a _Generation; a model error is kept on it, not raised."""
+    choices = [llms.model_get(model_id) for model_id in chain]
+    primary = choices[0]
+    local = primary.llm.provider == "local"
+    used = sources[: settings.LOCAL_ANSWER_TOP_K] if local else sources
+    prompt = prompting.build_prompt(
+        question=question,
+        sources=used,
+        history=history,
+        max_source_chars=settings.LOCAL_SOURCE_CHARS if local else None,
+    )
+    max_tokens = settings.LOCAL_ANSWER_MAX_TOKENS if local else settings.ANSWER_MAX_TOKENS
+    resilient, guards = llms.resilient(choices)
+    pieces, trace = resilient.stream_with_trace(prompt.messages, max_tokens=max_tokens)
+    result = _Generation(
+        choice=primary,
+        prompt=prompt,
+        parameters={"max_tokens": max_tokens, "temperature": None, "sources": len(used)},
+    )
+    streamed = {"reasoning": [], "answer": []}
+    try:
+        for piece in pieces:
+            if isinstance(piece, Delta):
+                if "first_token" not in run.timings and (piece.answer or piece.reasoning):
+                    run.lap("first_token", run.started)
+                for kind in ("reasoning", "answer"):
+                    if text := getattr(piece, kind):
+                        streamed[kind].append(text)
+                        yield {"event": kind, "text": text}
+            else:
+                result.completion = piece
+    except (LLMError, LocalModelError) as exc:
+        result.partial = {k: "".join(v) for k, v in streamed.items()}
+        result.error = exc.user_message
+        incomplete = bool(result.partial["answer"]) or getattr(exc, "kind", "") == "incomplete"
+        result.status = Turn.Status.INCOMPLETE if incomplete else Turn.Status.ERROR
+        result.content = result.partial["answer"]
+    result.generations = [{"chain": list(chain), **trace.as_record()}]
+    redacted = {g.id: g.redaction.audit() for g in guards if g.redaction is not None}
+    if any(redacted.values()):
+        result.generations[0]["pii_redacted"] = redacted  # kinds and digests, never values
+    if trace.answered_by:
+        result.choice = llms.model_get(trace.answered_by)
+    if result.completion is None:
+        return result
+
+    completion = result.completion
+    _check_pinned_version(result.choice, completion.model)
+    embedder = get_embedder()
+    began = time.perf_counter()
+    report = verifier.verify_citations(answer=completion.answer, sources=used, embedder=embedder)
+    answered_locally = result.choice.llm.provider == "local"
+    if prompting.is_abstention(completion.answer):
+        status, content = Turn.Status.ABSTAINED, completion.answer
+    elif (report.citations and not report.has_unsupported) or not answered_locally:
+        # An API model's answer is shown as written; unsupported or missing citations are
+        # flagged on it (has_unsupported, uncited_sentences) for the reader to weigh.
+        status, content = Turn.Status.ANSWERED, completion.answer
+    else:
+        # The small offline model's unverified answer is not shown as the answer: the best
+        # passages are quoted instead, labelled as such. Its text stays in model_answer.
+        status = Turn.Status.EXTRACTIVE
+        content = _extractive_answer(question, used, embedder)
+        report = verifier.verify_citations(answer=content, sources=used, embedder=embedder)
+    run.lap("verify", began)
+    result.status, result.content, result.report = status, content, report
+    return result
+
+
+def _route(*, question: str, sources: Sequence[ScoredChunk], requested: str | None):
+    """Which models may see these passages, in which order (rag.routing, from settings)."""
+    slugs = {s.collection for s in sources}
+    levels = Collection.objects.filter(slug__in=slugs).values_list("sensitivity", flat=True)
+    request = routing.RouteRequest(
+        question=question,
+        sensitivity=routing.context_sensitivity(levels),
+        models=tuple(choice.spec for choice in llms.available_models().values()),
+        requested_model=requested,
+    )
+    return routing.decide_route(request, llms.routing_policy())
 
 
 def answer_question(**kwargs) -> Turn:
@@ -371,6 +489,7 @@ def _audit_payload(turn: Turn) -> dict:
         "error": turn.error or None,
         "route": turn.route,
         "route_reason": turn.route_reason,
+        "route_trace": turn.route_trace,
         "llm_id": turn.llm_id,
         "provider": turn.provider,
         "model": turn.model,

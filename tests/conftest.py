@@ -68,10 +68,8 @@ def admin_client(client, admin_user):
 @pytest.fixture
 def fake_llm(settings):
     """The default model is a FakeLLM (a real implementation that records and replays)."""
-    settings.LLMS = [
-        {"BACKEND": "rag.llm.FakeLLM", "LABEL": "Fake", "OPTIONS": {"id": "fake"}},
-        *settings.LLMS,
-    ]
+    # Alone in the registry: a failure must not fall back to the real offline model.
+    settings.LLMS = [{"BACKEND": "rag.llm.FakeLLM", "LABEL": "Fake", "OPTIONS": {"id": "fake"}}]
     yield llms.model_get("fake").llm
     llms.reset_models()
 

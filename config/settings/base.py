@@ -217,6 +217,22 @@ LOCAL_ANSWER_TOP_K = env.int("LOCAL_ANSWER_TOP_K", default=3)
 LOCAL_ANSWER_MAX_TOKENS = env.int("LOCAL_ANSWER_MAX_TOKENS", default=200)
 LOCAL_SOURCE_CHARS = env.int("LOCAL_SOURCE_CHARS", default=600)
 QUESTION_MAX_CHARS = env.int("QUESTION_MAX_CHARS", default=4000)
+# Routing (rag.routing) and resilience (rag.resilience).
+# Short factual questions go to an internal model first when one is worth asking (a server at
+# LLM_BASE_URL; the 135M offline model is not), escalating to an external one if not grounded.
+ROUTING_LOCAL_FIRST_MAX_WORDS = int(
+    _set("ROUTING_LOCAL_FIRST_MAX_WORDS") or (12 if LLM_BASE_URL else 0)
+)
+ROUTING_ESCALATION = env.bool("ROUTING_ESCALATION", default=True)
+# Replace e-mails, phone numbers, card numbers, IBANs... by placeholders before any external call.
+PII_REDACTION = env.bool("PII_REDACTION", default=True)
+ROUTING_FALLBACK = env.bool("ROUTING_FALLBACK", default=True)
+LLM_RETRY_ATTEMPTS = env.int("LLM_RETRY_ATTEMPTS", default=3)
+LLM_RETRY_BASE_DELAY = env.float("LLM_RETRY_BASE_DELAY", default=0.5)
+LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=8.0)
+LLM_RETRY_MAX_WAIT = env.float("LLM_RETRY_MAX_WAIT", default=30.0)
+LLM_BREAKER_FAILURES = env.int("LLM_BREAKER_FAILURES", default=5)
+LLM_BREAKER_COOL_DOWN = env.float("LLM_BREAKER_COOL_DOWN", default=30.0)
 
 # --- Celery -----------------------------------------------------------------------------------
 # The embedded default needs no server: a broker in a folder under DATA_DIR, which the CLI can

@@ -8,6 +8,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="ragtest-"))
 os.environ.setdefault("EMBEDDED_WORKER", "false")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("LLM_RETRY_BASE_DELAY", "0.01")  # retries are tested, not waited for
 # The offline model's converted weights (516 MB, ~35 s to make) outlive one test run.
 os.environ.setdefault(
     "LOCAL_LLM_CACHE_DIR", os.path.expanduser("~/.cache/rag-assistant/test-models")

@@ -25,6 +25,7 @@
     extractive: "The model's answer could not be verified against the documents, so the best-matching passages are quoted instead.",
     abstained: "The model found no support for an answer in the documents.",
     no_sources: "Nothing relevant was found, so no model was asked.",
+    refused: "No model may see these documents under the data policy.",
     incomplete: "The answer stopped before it was finished: what arrived is shown, but it is incomplete.",
     error: "No answer could be produced.",
   };
@@ -88,7 +89,9 @@
     if (t.first_token != null) parts.push("first token " + Math.round(t.first_token) + " ms");
     if (t.total != null) parts.push("total " + Math.round(t.total) + " ms");
     if (message.usage && message.usage.total_tokens) parts.push(message.usage.total_tokens + " tokens");
-    shell.meta.append(el("span", "badge", parts.join(" · ")));
+    const badge = el("span", "badge", parts.join(" · "));
+    if (message.route_reason) badge.title = "Route: " + message.route_reason;
+    shell.meta.append(badge);
     shell.meta.append(feedbackButtons(message));
     const verdicts = { supported: 0, partial: 0, unsupported: 0 };
     for (const c of message.citations || []) verdicts[c.verdict] += 1;
@@ -215,6 +218,10 @@
           if (!started) { shell.answer.replaceChildren(); started = true; }
           shell.answer.append(document.createTextNode(event.text));
           scrollDown();
+        } else if (event.event === "escalate") {
+          // the first model's answer was not grounded: a stronger one answers afresh
+          started = false;
+          shell.answer.replaceChildren(el("span", "muted", "Not grounded (" + event.reason + "); asking " + event.to + "…"));
         } else if (event.event === "done") {
           finished = true;
           fillAssistant(shell, event.message);

@@ -22,7 +22,6 @@ def deepseek(settings):
                     "timeout": 5,
                 },
             },
-            *settings.LLMS,
         ]
         yield server
         llms.reset_models()

@@ -156,15 +156,34 @@ class TestNoEvidenceAndFailures:
             with pytest.raises(services.QuestionError, match=f"unknown collection: {slug}"):
                 ask(staff_user, collections=[slug])
 
-    def test_model_error_is_recorded_with_the_reason(self, staff_user, handbook, fake_llm):
-        fake_llm.queue(LLMError("rate_limit", "DeepSeek is rate limiting us (429)", status=429))
+    def test_model_error_is_retried_then_recorded_with_the_reason(
+        self, staff_user, handbook, fake_llm, settings
+    ):
+        limited = LLMError("rate_limit", "DeepSeek is rate limiting us (429)", status=429)
+        fake_llm.queue(*[limited] * settings.LLM_RETRY_ATTEMPTS)
 
         message = ask(staff_user)
 
         assert message.status == Message.Status.ERROR
-        assert message.error == "DeepSeek is rate limiting us (429)"
+        assert "rate" in message.error.lower()
+        (generation,) = message.route_trace["generations"]
+        assert [a["outcome"] for a in generation["attempts"]] == ["rate_limit"] * 3
+        assert len(fake_llm.calls) == 3
         question = message.conversation.messages.get(role="user")
         assert question.content == RECEIPTS  # what the user asked is never lost
+
+    def test_a_rate_limit_then_success_is_answered(self, staff_user, handbook, fake_llm):
+        fake_llm.queue(
+            LLMError("rate_limit", "slow down", status=429, retry_after=0.01),
+            "Receipts must be submitted within thirty days of travel [1].",
+        )
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.ANSWERED
+        (generation,) = message.route_trace["generations"]
+        assert [a["outcome"] for a in generation["attempts"]] == ["rate_limit", "ok"]
+        assert generation["answered_by"] == "fake"
 
     @pytest.mark.parametrize(
         ("question", "reason"),
@@ -279,12 +298,12 @@ class TestAskCommand:
         assert error.value.returncode == 2
 
     def test_model_error_exits_1_with_the_json_still_printed(self, handbook, fake_llm):
-        fake_llm.queue(LLMError("server", "DeepSeek is down (503)", status=503))
+        fake_llm.queue(*[LLMError("server", "DeepSeek is down (503)", status=503)] * 3)
         out = io.StringIO()
         with pytest.raises(CommandError) as error:
             call_command("ask", RECEIPTS, "--json", stdout=out, stderr=io.StringIO())
         assert error.value.returncode == 1
-        assert json.loads(out.getvalue())["error"] == "DeepSeek is down (503)"
+        assert "DeepSeek is down (503)" in json.loads(out.getvalue())["error"]
 
 
 def test_a_model_version_other_than_the_pinned_one_is_audited_once(staff_user, handbook, settings):

@@ -61,11 +61,13 @@ def test_every_answer_is_a_record_that_explains_it(answer, fake_llm):
 def test_model_errors_are_recorded_too(staff_user, handbook, fake_llm):
     from rag.llm import LLMError
 
-    fake_llm.queue(LLMError("rate_limit", "DeepSeek is rate limiting (429)", status=429))
+    fake_llm.queue(*[LLMError("auth", "DeepSeek rejected the API key (401)", status=401)])
     answering.answer_question(user=staff_user, question=QUESTION)
     (record,) = records("answer")
     assert record["payload"]["status"] == "error"
-    assert record["payload"]["error"] == "DeepSeek is rate limiting (429)"
+    assert "DeepSeek rejected the API key (401)" in record["payload"]["error"]
+    (generation,) = record["payload"]["route_trace"]["generations"]
+    assert [a["outcome"] for a in generation["attempts"]] == ["auth"]  # not worth a retry
 
 
 def test_document_events(admin_client, admin_user, collection):
