@@ -540,6 +540,7 @@ def _source_json(number: int, chunk: ScoredChunk) -> dict:
         "lexical_score": _round(chunk.lexical_score),
         "dense_rank": chunk.dense_rank,
         "lexical_rank": chunk.lexical_rank,
+        "injection_reasons": list(chunk.injection_reasons),
     }
 
 

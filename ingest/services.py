@@ -21,7 +21,7 @@ from django.utils.text import slugify
 
 from accounts import roles
 from audit.services import audit_append
-from rag import parsing
+from rag import injection, parsing
 from rag.types import IndexedChunk
 
 from .components import get_chunker, get_embedder, get_lexical_encoder, get_store
@@ -313,6 +313,8 @@ def document_ingest(*, document_id: int) -> Document:
     store = get_store()
     encoder = get_lexical_encoder()
     payload = {"collection": document.collection.slug, "document_name": document.name}
+    screenings = {chunk.id: injection.screen(chunk.text) for chunk in chunks}
+    flagged = {cid: s for cid, s in screenings.items() if s.flagged}
     for start in range(0, len(chunks), UPSERT_BATCH):
         batch = chunks[start : start + UPSERT_BATCH]
         store.upsert(
@@ -321,7 +323,9 @@ def document_ingest(*, document_id: int) -> Document:
                     chunk=chunk,
                     dense=tuple(vectors[start + offset].tolist()),
                     sparse=encoder.encode_document(chunk.embedding_text),
-                    payload=payload,
+                    payload={**payload, "injection": flagged[chunk.id].as_payload()}
+                    if chunk.id in flagged
+                    else payload,
                 )
                 for offset, chunk in enumerate(batch)
             ]
@@ -341,7 +345,7 @@ def document_ingest(*, document_id: int) -> Document:
         media_type=parsed.media_type,
         page_count=parsed.page_count,
         chunk_count=len(chunks),
-        warnings=list(parsed.warnings),
+        warnings=list(parsed.warnings) + _injection_warnings(flagged),
         error="",
         finished_at=timezone.now(),
         updated_at=timezone.now(),
@@ -351,6 +355,17 @@ def document_ingest(*, document_id: int) -> Document:
         raise DocumentGone(document_id)
     document.refresh_from_db()
     return document
+
+
+def _injection_warnings(flagged: dict) -> list[str]:
+    if not flagged:
+        return []
+    reasons = sorted({reason for s in flagged.values() for reason in s.reasons})
+    return [
+        f"{len(flagged)} passage(s) contain text that looks like instructions to the model "
+        f"(possible prompt injection: {', '.join(reasons)}); they are fenced with a warning "
+        "in every prompt"
+    ]
 
 
 def document_fail(*, document_id: int, reason: str) -> None:

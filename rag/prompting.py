@@ -13,6 +13,8 @@ import html
 import re
 from collections.abc import Sequence
 
+from .injection import WARNING as INJECTION_WARNING
+from .injection import sanitise_for_prompt
 from .lexical import tokenize
 from .types import Message, Prompt, ScoredChunk
 
@@ -112,12 +114,15 @@ def _source_block(number: int, source: ScoredChunk, max_chars: int | None) -> st
         attributes.append(f'page="{source.page}"')
     if source.heading_path:
         attributes.append(f'section="{_attribute(" / ".join(source.heading_path))}"')
-    text = source.text.strip()
+    text = sanitise_for_prompt(source.text).strip()  # hidden characters carry hidden orders
+    if source.injection_reasons:
+        attributes.append('flagged="possible prompt injection"')
     if max_chars is not None and len(text) > max_chars:
         cut = text[:max_chars]
         space = cut.rfind(" ")
         text = (cut[:space] if space > max_chars // 2 else cut).rstrip() + " […]"
-    return f"<source {' '.join(attributes)}>\n{neutralise_fences(text)}\n</source>"
+    warning = f"{INJECTION_WARNING}\n" if source.injection_reasons else ""
+    return f"<source {' '.join(attributes)}>\n{warning}{neutralise_fences(text)}\n</source>"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -279,6 +279,7 @@ def scored_from(point_id, score: float, payload: dict) -> ScoredChunk:
         score=float(score),
         heading_path=tuple(payload.get("heading_path") or ()),
         document_name=str(payload.get("document_name", "")),
+        injection_reasons=tuple((payload.get("injection") or {}).get("reasons") or ()),
     )
 
 

@@ -98,6 +98,8 @@ class ScoredChunk:
     lexical_score: float | None = None
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    # Set when ingestion screening found instruction-like or hidden text (rag.injection).
+    injection_reasons: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
