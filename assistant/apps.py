@@ -5,4 +5,10 @@ class AssistantConfig(AppConfig):
     name = "assistant"
 
     def ready(self) -> None:
+        from ingest.services import document_changed_hooks
+
         from . import redaction  # noqa: F401  (registers the audit redaction handler)
+        from .cache import cache_drop_document
+
+        if cache_drop_document not in document_changed_hooks:
+            document_changed_hooks.append(cache_drop_document)

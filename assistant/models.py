@@ -117,3 +117,27 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{'+' if self.rating > 0 else '-'} on message {self.message_id}"
+
+
+class CachedAnswer(models.Model):
+    """A grounded answer that may be served again for the same question.
+
+    Keyed by the question's embedding (close enough counts), who may read what (the same
+    readable collections), the model and the corpus version (documents of those collections
+    unchanged); dropped when a document it cited is re-indexed or deleted."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="cached_as")
+    question = models.TextField()
+    vector = models.JSONField(help_text="the question's unit embedding")
+    access_key = models.CharField(max_length=64, db_index=True)
+    llm_id = models.CharField(max_length=100)
+    corpus_version = models.CharField(max_length=64)
+    cited_document_ids = models.JSONField(default=list)
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"cached answer to {self.question[:60]!r}"

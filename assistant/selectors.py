@@ -59,6 +59,7 @@ def message_json(message: Message, *, readable: list[str] | None = None) -> dict
         "provider": message.provider,
         "route": message.route,
         "route_reason": message.route_reason,
+        "cache_hit": message.route == "cache",
         "usage": message.usage,
         "timings_ms": message.timings,
         "has_unsupported": message.has_unsupported,

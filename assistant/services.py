@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
 
 from audit.services import audit_append
 from ingest.components import get_embedder, get_retriever
@@ -28,8 +29,8 @@ from rag.local_llm import LocalModelError
 from rag.store import StoreLocked, StoreUnavailable
 from rag.types import Completion, Delta, Message, ScoredChunk
 
-from . import llms
-from .models import Conversation, Feedback
+from . import cache, llms
+from .models import CachedAnswer, Conversation, Feedback
 from .models import Message as Turn
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,13 @@ def answer_stream(
         # --- retrieve --------------------------------------------------------------------
         query = prompting.condense_question(question=question, history=history)
         record["standalone_query"] = query
+        vector = None
+        if not history:  # a follow-up's meaning depends on its conversation: never cached
+            vector = cache.question_vector(query)
+            hit = cache.cache_lookup(vector=vector, collections=collections, llm_id=choice.id)
+            if hit is not None:
+                yield from _serve_cached(*hit, conversation=conversation, record=record, run=run)
+                return
         k = settings.ANSWER_TOP_K  # the offline model is given fewer of them, see _generate
         began = time.perf_counter()
         found = get_retriever().search(query, k=k, collections=collections)
@@ -189,7 +197,11 @@ def answer_stream(
                 record["reasoning"] = _trace(
                     record, run, prompt=result.prompt, completion=result.completion
                 )
-        yield _done(conversation, record, run)
+        done = _done(conversation, record, run)
+        if vector is not None:
+            message = Turn.objects.get(pk=done["message_id"])
+            cache.cache_store(message=message, vector=vector, collections=collections)
+        yield done
 
     except (StoreUnavailable, StoreLocked) as exc:
         record.update(status=Turn.Status.ERROR, error=f"search is unavailable: {exc}")
@@ -328,6 +340,52 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
     run.lap("verify", began)
     result.status, result.content, result.report = status, content, report
     return result
+
+
+def _serve_cached(entry, similarity: float, *, conversation, record: dict, run: _Run):
+    """The verified answer to the same question over the same documents, recorded anew."""
+    cached = entry.message
+    CachedAnswer.objects.filter(pk=entry.pk).update(hits=F("hits") + 1)
+    run.lap("cache", run.started)
+    record.update(
+        {
+            field: getattr(cached, field)
+            for field in (
+                "sources",
+                "citations",
+                "invalid_markers",
+                "uncited_sentences",
+                "content",
+                "model_answer",
+                "reasoning",
+                "reasoning_source",
+                "llm_id",
+                "provider",
+                "model",
+                "template_version",
+                "status",
+            )
+        },  # fmt: skip
+        route="cache",
+        route_reason=(
+            f"served from the cache: answer #{cached.audit_seq} to {entry.question!r} "
+            f"(similarity {similarity:.3f}, same readable collections, documents unchanged)"
+        ),
+        route_trace={
+            "cache_hit": {
+                "answer_seq": cached.audit_seq,
+                "message_id": cached.pk,
+                "similarity": round(similarity, 4),
+            }
+        },
+    )
+    yield {
+        "event": "sources",
+        "query": record.get("standalone_query", ""),
+        "sources": cached.sources,
+    }
+    yield {"event": "answer", "text": cached.content}
+    yield _done(conversation, record, run)
 
 
 def _route(*, question: str, sources: Sequence[ScoredChunk], requested: str | None):

@@ -175,7 +175,11 @@ def main() -> None:
     ):
         data = Path(tmp) / "data"
         env = embedded_env(
-            data, DEEPSEEK_API_KEY="sk-bench", DEEPSEEK_BASE_URL=deepseek.base_url, DEBUG="false"
+            data,
+            DEEPSEEK_API_KEY="sk-bench",
+            DEEPSEEK_BASE_URL=deepseek.base_url,
+            DEBUG="false",
+            ANSWER_CACHE="false",  # every question must take the full path to be measured
         )
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()

@@ -34,6 +34,16 @@ EMBED_BATCH = 64
 UPSERT_BATCH = 256
 
 
+# Called with a document id when its content changes (re-indexed) or it is deleted: apps that
+# keep something derived from a document (the answer cache) drop it. Registered in ready().
+document_changed_hooks: list = []
+
+
+def _document_changed(document_id: int) -> None:
+    for hook in document_changed_hooks:
+        hook(document_id)
+
+
 class DocumentError(Exception):
     """An admin action that cannot be done now; the message says why."""
 
@@ -236,6 +246,7 @@ def document_reindex(*, document: Document, by: AbstractBaseUser | None = None) 
         document_enqueue(document=document)
         document.refresh_from_db()
         _audit(document, "document.reindex", actor=by)
+        _document_changed(document.pk)
     return document
 
 
@@ -249,6 +260,7 @@ def document_delete(*, document: Document, by: AbstractBaseUser | None = None) -
     file_name = document.file.name if document.file else ""
     with transaction.atomic():
         _audit(document, "document.delete", actor=by)
+        _document_changed(document.pk)
         document.delete()
     if file_name and not Document.objects.filter(file=file_name).exists():
         document.file.storage.delete(file_name)

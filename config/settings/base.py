@@ -224,6 +224,9 @@ ROUTING_LOCAL_FIRST_MAX_WORDS = int(
     _set("ROUTING_LOCAL_FIRST_MAX_WORDS") or (12 if LLM_BASE_URL else 0)
 )
 ROUTING_ESCALATION = env.bool("ROUTING_ESCALATION", default=True)
+# Serve a verified answer again for the same question (same readers, documents unchanged).
+ANSWER_CACHE = env.bool("ANSWER_CACHE", default=True)
+ANSWER_CACHE_MIN_SIMILARITY = env.float("ANSWER_CACHE_MIN_SIMILARITY", default=0.97)
 # Replace e-mails, phone numbers, card numbers, IBANs... by placeholders before any external call.
 PII_REDACTION = env.bool("PII_REDACTION", default=True)
 ROUTING_FALLBACK = env.bool("ROUTING_FALLBACK", default=True)

@@ -76,6 +76,9 @@
         [note, message.error].filter(Boolean).join(" "));
       shell.answer.after(box);
     }
+    if (message.cache_hit) {
+      shell.answer.after(el("div", "status-note", "↺ Served from the cache: this question was answered before from the same, unchanged documents you may read."));
+    }
     if (message.is_uncited) {
       shell.answer.after(el("div", "status-note", "⚠ This answer cites no source: check it against the documents before relying on it."));
     }
