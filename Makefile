@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(PY) bench/retrieval.py --out var/bench/retrieval.json
 	$(PY) bench/chat.py --out var/bench/chat.json
 	$(PY) bench/local_llm.py --out var/bench/local_llm.json
+	$(PY) bench/resilience.py --out var/bench/resilience.json
+	$(PY) bench/pii.py > var/bench/pii.json
 
 clean-venv:
 	rm -rf $(VENV)

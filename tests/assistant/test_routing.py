@@ -135,3 +135,26 @@ def test_personal_data_is_redacted_for_the_external_model_only(staff_user, handb
     inhouse.default = GOOD
     services.answer_question(user=staff_user, question=question, model_id="inhouse")
     assert "4111 1111 1111 1111" in inhouse.calls[0][-1].content  # internal: the original
+
+
+def test_routing_decisions_are_visible_in_audit_export(
+    staff_user, handbook, collection, two_models
+):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    deepseek, inhouse = two_models
+    collection_sensitivity_set(collection=collection, sensitivity="confidential")
+    inhouse.default = GOOD
+    ask(staff_user)
+    out = io.StringIO()
+
+    call_command("audit", "export", "--kind", "answer", stdout=out)
+
+    (line,) = out.getvalue().splitlines()
+    payload = json.loads(line)["payload"]
+    assert payload["route"] == "inhouse" and "confidential" in payload["route_reason"]
+    assert payload["route_trace"]["decision"]["chain"] == ["inhouse"]
+    assert payload["route_trace"]["generations"][0]["attempts"][0]["outcome"] == "ok"
