@@ -8,6 +8,8 @@ answers.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from rag.guard import RedactingLLM
 from rag.llm import LLM
+from rag.pii import PiiRedactor
 from rag.resilience import BreakerBoard, ResilientLLM, RetryPolicy
 from rag.routing import ModelSpec, Policy
 
@@ -125,6 +128,14 @@ def breakers() -> BreakerBoard:
         return _breakers
 
 
+@functools.cache
+def _redactor() -> PiiRedactor:
+    """Digests keyed by the deployment's secret: a phone number's plain sha256 could be found by
+    trying them all, a keyed one cannot without the key."""
+    key = hashlib.sha256(b"pii-digest:" + settings.SECRET_KEY.encode()).digest()
+    return PiiRedactor(digest_key=key)
+
+
 def resilient(chain: list[ModelChoice]) -> tuple[ResilientLLM, list[RedactingLLM]]:
     """The chain as one LLM with retries, breakers and fallback. External models are wrapped so
     personal data is replaced by placeholders before it leaves (PII_REDACTION); the wrappers are
@@ -133,7 +144,7 @@ def resilient(chain: list[ModelChoice]) -> tuple[ResilientLLM, list[RedactingLLM
     members: list[LLM] = []
     for choice in chain:
         if choice.residency == "external" and settings.PII_REDACTION:
-            guard = RedactingLLM(choice.llm)
+            guard = RedactingLLM(choice.llm, redactor=_redactor())
             guards.append(guard)
             members.append(guard)
         else:

@@ -11,22 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from .pii import MessagesRedaction, redact_messages
+from .pii import MessagesRedaction, PiiRedactor
 from .types import Completion, Delta, Message
 
 _LONGEST_PLACEHOLDER = 16  # "[PHONE_123]" and the like; a "[" this close to the end may be one
 
 
 class RedactingLLM:
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, *, redactor: PiiRedactor | None = None) -> None:
         self.inner = inner
+        self.redactor = redactor or PiiRedactor()
         self.id, self.model, self.provider = inner.id, inner.model, inner.provider
         self.redaction: MessagesRedaction | None = None
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int = 1024, temperature=None
     ) -> Iterator[Delta | Completion]:
-        redacted, self.redaction = redact_messages(messages)
+        redacted, self.redaction = self.redactor.redact_messages(messages)
         restore = self.redaction.restore
         held = {"reasoning": "", "answer": ""}
         for piece in self.inner.stream(redacted, max_tokens=max_tokens, temperature=temperature):

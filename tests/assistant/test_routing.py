@@ -131,6 +131,10 @@ def test_personal_data_is_redacted_for_the_external_model_only(staff_user, handb
     (generation,) = message.route_trace["generations"]
     assert [f["kind"] for f in generation["pii_redacted"]["deepseek"]] == ["card"]
     assert "4111" not in str(generation["pii_redacted"])
+    import hashlib
+
+    plain = hashlib.sha256(b"card:4111111111111111").hexdigest()
+    assert generation["pii_redacted"]["deepseek"][0]["digest"] != plain  # keyed, not guessable
 
     inhouse.default = GOOD
     services.answer_question(user=staff_user, question=question, model_id="inhouse")
