@@ -18,10 +18,13 @@ _MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _SPLIT = re.compile(r"(<[^>]*>)")
 
 
-def render_answer(text: str, *, verdicts: dict[int, str] | None = None) -> str:
+def render_answer(text: str, *, verdicts: dict[int, str | list[str]] | None = None) -> str:
     """Markdown -> sanitised HTML with each ``[n]`` turned into a citation chip.
 
-    ``verdicts`` (marker -> worst verdict) adds a class so unsupported citations are marked.
+    ``verdicts`` adds a class so unsupported citations are marked: per marker either one verdict
+    for every chip, or a list consumed in order of appearance (the verifier checks citations in
+    text order, so the k-th ``[n]`` gets the k-th verdict of marker n, and a correct sentence is
+    not marked for a wrong one citing the same source).
     """
     html = markdown.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists"])
     clean = nh3.clean(
@@ -34,8 +37,9 @@ def render_answer(text: str, *, verdicts: dict[int, str] | None = None) -> str:
     return _chips(clean, verdicts or {})
 
 
-def _chips(html: str, verdicts: dict[int, str]) -> str:
+def _chips(html: str, verdicts: dict[int, str | list[str]]) -> str:
     """Replace markers in text only: never inside a tag, a code span or a code block."""
+    seen: dict[int, int] = {}
     out: list[str] = []
     in_code = 0
     for part in _SPLIT.split(html):
@@ -47,15 +51,24 @@ def _chips(html: str, verdicts: dict[int, str]) -> str:
         elif in_code:
             out.append(part)
         else:
-            out.append(_MARKER.sub(lambda m: _chip_group(m, verdicts), part))
+            out.append(_MARKER.sub(lambda m: _chip_group(m, verdicts, seen), part))
     return "".join(out)
 
 
-def _chip_group(match: re.Match, verdicts: dict[int, str]) -> str:
+def _verdict_of(number: int, verdicts: dict, seen: dict[int, int]) -> str:
+    given = verdicts.get(number, "none")
+    if isinstance(given, str):
+        return given
+    index = seen.get(number, 0)
+    seen[number] = index + 1
+    return given[index] if index < len(given) else (given[-1] if given else "none")
+
+
+def _chip_group(match: re.Match, verdicts: dict, seen: dict[int, int]) -> str:
     chips = []
     for raw in match.group(1).split(","):
         number = int(raw)
-        verdict = verdicts.get(number, "none")
+        verdict = _verdict_of(number, verdicts, seen)
         mark = " ⚠" if verdict == "unsupported" else ""
         chips.append(
             f'<button type="button" class="cite cite-{verdict}" data-marker="{number}" '

@@ -8,8 +8,6 @@ from django.db.models import QuerySet
 from .models import Conversation, Message
 from .rendering import render_answer
 
-_VERDICT_ORDER = {"supported": 0, "partial": 1, "unsupported": 2}
-
 
 def conversation_list(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user=user)[:limit]
@@ -19,13 +17,12 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Convers
     return Conversation.objects.filter(user=user, pk=conversation_id).first()
 
 
-def worst_verdicts(message: Message) -> dict[int, str]:
-    worst: dict[int, str] = {}
+def verdicts_in_order(message: Message) -> dict[int, list[str]]:
+    """Each marker's verdicts in the order its citations appear in the answer."""
+    ordered: dict[int, list[str]] = {}
     for citation in message.citations:
-        marker, verdict = citation["marker"], citation["verdict"]
-        if _VERDICT_ORDER[verdict] >= _VERDICT_ORDER.get(worst.get(marker, ""), -1):
-            worst[marker] = verdict
-    return worst
+        ordered.setdefault(citation["marker"], []).append(citation["verdict"])
+    return ordered
 
 
 def message_json(message: Message, *, readable: list[str] | None = None) -> dict:
@@ -45,7 +42,7 @@ def message_json(message: Message, *, readable: list[str] | None = None) -> dict
         return data
     return {
         **data,
-        "html": render_answer(message.content, verdicts=worst_verdicts(message)),
+        "html": render_answer(message.content, verdicts=verdicts_in_order(message)),
         "status": message.status,
         "error": message.error or None,
         "query": message.standalone_query,

@@ -269,9 +269,12 @@
     const text = source.text;
     panel.text.replaceChildren();
     if (worst && worst.quote_end > worst.quote_start) {
-      panel.text.append(document.createTextNode(text.slice(0, worst.quote_start)));
-      panel.text.append(el("mark", null, text.slice(worst.quote_start, worst.quote_end)));
-      panel.text.append(document.createTextNode(text.slice(worst.quote_end)));
+      // The server counts code points; JS strings count UTF-16 units (emoji are two).
+      const points = Array.from(text);
+      const part = (a, b) => points.slice(a, b).join("");
+      panel.text.append(document.createTextNode(part(0, worst.quote_start)));
+      panel.text.append(el("mark", null, part(worst.quote_start, worst.quote_end)));
+      panel.text.append(document.createTextNode(part(worst.quote_end)));
     } else {
       panel.text.textContent = text;
     }

@@ -186,3 +186,13 @@ class TestRendering:
     def test_markdown_is_rendered(self):
         html = render_answer("**Bold** and a list:\n\n- one\n- two")
         assert "<strong>Bold</strong>" in html and "<li>one</li>" in html
+
+
+def test_each_chip_carries_its_own_sentences_verdict():
+    html = render_answer(
+        "Receipts are due in thirty days [1]. They are due in sixty days [1].",
+        verdicts={1: ["supported", "unsupported"]},
+    )
+    first, second = html.split("They are")
+    assert 'cite-supported"' in first and "⚠" not in first
+    assert 'cite-unsupported"' in second and "⚠" in second
