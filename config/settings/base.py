@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "ingest",
     "assistant",
     "audit",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -156,6 +157,9 @@ LLM_BASE_URL = env.str("LLM_BASE_URL", default="")
 LLM_MODEL = env.str("LLM_MODEL", default="")
 LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)
+# Per provider: a reasoning model thinks for a while before its first token, a local server not.
+DEEPSEEK_TIMEOUT = env.float("DEEPSEEK_TIMEOUT", default=LLM_TIMEOUT)
+LLM_SERVER_TIMEOUT = env.float("LLM_SERVER_TIMEOUT", default=LLM_TIMEOUT)
 LOCAL_LLM_CACHE_DIR = _set("LOCAL_LLM_CACHE_DIR") or str(DATA_DIR / "models")
 LOCAL_LLM_THREADS = env.int("LOCAL_LLM_THREADS", default=0) or None
 # Load the offline model when the app starts instead of on the first question.
@@ -180,7 +184,7 @@ if DEEPSEEK_API_KEY:
                 "base_url": DEEPSEEK_BASE_URL,
                 "api_key": DEEPSEEK_API_KEY,
                 "model": DEEPSEEK_MODEL,
-                "timeout": LLM_TIMEOUT,
+                "timeout": DEEPSEEK_TIMEOUT,
             },
         }
     )
@@ -196,7 +200,7 @@ if LLM_BASE_URL:
                 "base_url": LLM_BASE_URL,
                 "api_key": LLM_API_KEY or "not-needed",
                 "model": LLM_MODEL or "default",
-                "timeout": LLM_TIMEOUT,
+                "timeout": LLM_SERVER_TIMEOUT,
             },
         }
     )

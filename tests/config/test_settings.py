@@ -200,3 +200,29 @@ def test_the_example_file_as_is_gives_the_embedded_default(tmp_path):
         "True",
         "[]",
     ]
+
+
+def test_each_provider_has_its_own_timeout(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DATA_DIR=str(tmp_path),
+        DEEPSEEK_API_KEY="sk-x",
+        DEEPSEEK_TIMEOUT="120",
+        LLM_BASE_URL="http://127.0.0.1:9/v1",
+        LLM_TIMEOUT="30",
+    )
+    code = SETUP + (
+        "from django.conf import settings as s\n"
+        "print(*[(e['OPTIONS']['id'], e['OPTIONS'].get('timeout')) for e in s.LLMS])\n"
+    )
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "('deepseek',",
+        "120.0)",
+        "('server',",
+        "30.0)",
+        "('local',",
+        "None)",
+    ]

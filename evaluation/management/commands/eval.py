@@ -1,0 +1,87 @@
+"""manage.py eval retrieval --dataset NAME [--limit N] [--k 10] [--passages N] [--json] [--gate]
+[--tolerance 0.02]
+
+NAME is `halueval-qa` (HaluEval QA in a temporary store), `feedback` (the app's feedback with
+citations) or the path of a JSONL file of {"query", "relevant": [chunk ids]} asked of the app's
+store. Prints one JSON document on stdout, progress on stderr. Exit 1 when --gate finds a metric
+that dropped by more than --tolerance since the previous run; exit 2 on bad arguments.
+"""
+
+import contextlib
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evaluation import services
+from evaluation.datasets import DatasetError
+
+
+class Command(BaseCommand):
+    help = "Evaluate retrieval on a dataset; prints JSON metrics and stores the run."
+
+    def add_arguments(self, parser):
+        kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+        retrieval = kinds.add_parser("retrieval", help="recall, MRR and nDCG per search mode")
+        retrieval.add_argument(
+            "--dataset", required=True, help="halueval-qa | feedback | PATH to a JSONL file"
+        )
+        # Types are checked in the service, not by argparse: a bad value must exit 2 even when
+        # the command is called from code (argparse errors become exit 1 there).
+        retrieval.add_argument("--limit", help="first N questions (halueval-qa: default 200)")
+        retrieval.add_argument("--k", "-k", default="10", help="results per query (>= 10)")
+        retrieval.add_argument(
+            "--passages", help="halueval-qa corpus size with distractors (default 5 x --limit)"
+        )
+        retrieval.add_argument("--json", action="store_true", help="compact JSON (one line)")
+        retrieval.add_argument(
+            "--gate", action="store_true", help="exit 1 if a metric fell since the previous run"
+        )
+        retrieval.add_argument(
+            "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
+        )
+
+    def handle(self, *args, kind: str, **options):
+        getattr(self, f"_{kind}")(**options)
+
+    def _retrieval(self, *, dataset, limit, k, passages, json: bool, gate, tolerance, **options):
+        arguments = {
+            "limit": _number(int, "--limit", limit),
+            "k": _number(int, "--k", k),
+            "passages": _number(int, "--passages", passages),
+            "tolerance": _number(float, "--tolerance", tolerance),
+        }
+        try:
+            # stdout carries the JSON document and nothing else (libraries may print)
+            with contextlib.redirect_stdout(sys.stderr):
+                result = services.eval_retrieval_run(
+                    dataset=dataset, gate=gate, log=self._log, **arguments
+                )
+        except (DatasetError, services.EvaluationError) as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        document = result.as_json()
+        self.stdout.write(_dumps(document, compact=json))
+        if result.gate is not None and not result.gate["passed"]:
+            failed = ", ".join(
+                f"{r['mode']} {r['metric']} {r['previous']:.4f} -> {r['current']:.4f}"
+                for r in result.gate["regressions"]
+            )
+            raise CommandError(
+                f"gate failed (tolerance {result.gate['tolerance']}): {failed}", returncode=1
+            )
+
+    def _log(self, message: str) -> None:
+        self.stderr.write(f"[eval] {message}")
+
+
+def _number(kind, flag: str, value):
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"{flag} must be a number, got {value!r}", returncode=2) from None
+
+
+def _dumps(document: dict, *, compact: bool) -> str:
+    return json.dumps(document) if compact else json.dumps(document, indent=2)

@@ -1,0 +1,38 @@
+"""One row per evaluation run: what was measured, on what, with which settings, and the result.
+
+Runs are compared with the previous run of the same kind and dataset (see services), so a
+regression shows up as a delta and, with ``--gate``, as a non-zero exit."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class EvalRun(models.Model):
+    class Kind(models.TextChoices):
+        RETRIEVAL = "retrieval", "Retrieval"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.RETRIEVAL)
+    dataset = models.CharField(
+        max_length=500, help_text="Built-in dataset name or the absolute path of a JSONL file"
+    )
+    parameters = models.JSONField(
+        default=dict, blank=True, help_text="k, limit, modes and the retriever settings"
+    )
+    corpus_version = models.CharField(
+        max_length=64, blank=True, help_text="Digest of what was searched: changes with the corpus"
+    )
+    corpus_description = models.TextField(blank=True)
+    questions = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="{mode: {metric: value}}")
+    gate = models.JSONField(
+        null=True, blank=True, help_text="The regression gate's verdict, when it was asked for"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["kind", "dataset", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.dataset} #{self.pk}"

@@ -1,0 +1,206 @@
+"""Retrieval evaluation: ask every case in every mode, score, store the run, compare, gate.
+
+Metrics are the means over cases of ``rag.metrics`` (recall@1/5/10, MRR@10, nDCG@10) with the
+case's relevant chunk ids; a run is compared with the previous run of the same kind and dataset,
+metric by metric, and the gate fails when any metric dropped by more than the tolerance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rag import metrics
+from rag.retrieval import MODES, Retriever
+
+from .datasets import Case, Log, _quiet, dataset_open
+from .models import EvalRun
+from .selectors import eval_run_latest
+
+METRIC_KS = (1, 5, 10)
+METRIC_NAMES = (*(f"recall@{k}" for k in METRIC_KS), "mrr@10", "ndcg@10")
+DEFAULT_TOLERANCE = 0.02
+ROUND = 4
+RETRIEVER_SETTINGS = (
+    "pool_multiplier",
+    "pool_min",
+    "rrf_k",
+    "dense_weight",
+    "lexical_weight",
+    "dedup_threshold",
+    "min_dense_score",
+)
+
+
+class EvaluationError(ValueError):
+    """Bad arguments for an evaluation (the dataset's own errors are DatasetError)."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run: EvalRun
+    previous: EvalRun | None
+    deltas: dict
+    gate: dict | None
+
+    def as_json(self) -> dict:
+        return {
+            "dataset": self.run.dataset,
+            "questions": self.run.questions,
+            "modes": self.run.metrics,
+            "run_id": self.run.pk,
+            "previous_run_id": self.previous.pk if self.previous else None,
+            "deltas": self.deltas,
+            "gate": self.gate,
+            "parameters": self.run.parameters,
+            "corpus": {
+                "version": self.run.corpus_version,
+                "description": self.run.corpus_description,
+            },
+        }
+
+
+def case_score(ranked: Sequence[str], relevant: frozenset[str]) -> dict[str, float]:
+    row = {f"recall@{k}": metrics.recall_at_k(ranked, relevant, k) for k in METRIC_KS}
+    row["mrr@10"] = metrics.reciprocal_rank(ranked, relevant, 10)
+    row["ndcg@10"] = metrics.ndcg_at_k(ranked, relevant, 10)
+    return row
+
+
+def retrieval_scores(
+    retriever: Retriever,
+    cases: Sequence[Case],
+    *,
+    k: int,
+    collections: Sequence[str] | None = None,
+    modes: Sequence[str] = MODES,
+    log: Log = _quiet,
+) -> dict[str, dict[str, float]]:
+    """``{mode: {metric: mean over cases}}``; each query is embedded once for all modes."""
+    retriever = replace(retriever, embedder=_QueryCache(retriever.embedder))
+    rows: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for done, case in enumerate(cases, start=1):
+        for mode in modes:
+            hits = retriever.search(case.query, k=k, collections=collections, mode=mode)
+            rows[mode].append(case_score([h.chunk_id for h in hits], case.relevant))
+        if done % 50 == 0 or done == len(cases):
+            log(f"scored {done}/{len(cases)} questions")
+    return {
+        mode: {
+            name: round(metrics.mean(r[name] for r in rows[mode]), ROUND) for name in METRIC_NAMES
+        }
+        for mode in modes
+    }
+
+
+def metric_deltas(current: dict, previous: dict) -> dict[str, dict[str, float]]:
+    """``current - previous`` for every mode and metric both runs have."""
+    return {
+        mode: {
+            name: round(value - previous[mode][name], ROUND)
+            for name, value in values.items()
+            if name in previous.get(mode, {})
+        }
+        for mode, values in current.items()
+        if mode in previous
+    }
+
+
+def gate_check(
+    current: dict, previous: dict | None, *, tolerance: float, previous_run_id: int | None
+) -> dict:
+    """Passed unless some metric fell by more than ``tolerance`` (absolute) since ``previous``."""
+    regressions = []
+    for mode, deltas in metric_deltas(current, previous or {}).items():
+        for name, delta in deltas.items():
+            if -delta > tolerance + 1e-9:  # rounding must not turn "equal to" into "more than"
+                regressions.append(
+                    {
+                        "mode": mode,
+                        "metric": name,
+                        "previous": previous[mode][name],
+                        "current": current[mode][name],
+                        "delta": delta,
+                    }
+                )
+    return {
+        "passed": not regressions,
+        "tolerance": tolerance,
+        "compared_with": previous_run_id,
+        "regressions": regressions,
+    }
+
+
+def eval_retrieval_run(
+    *,
+    dataset: str,
+    k: int = 10,
+    limit: int | None = None,
+    passages: int | None = None,
+    gate: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+    log: Log = _quiet,
+) -> EvalResult:
+    """Evaluate retrieval on ``dataset`` in every mode, store the run and compare it with the
+    previous run of the same dataset. Raises EvaluationError / DatasetError on bad arguments."""
+    if k < 10:
+        raise EvaluationError("--k must be at least 10 (the metrics go to rank 10)")
+    if limit is not None and limit < 1:
+        raise EvaluationError("--limit must be at least 1")
+    if passages is not None and passages < 0:
+        raise EvaluationError("--passages must be >= 0")
+    if tolerance < 0:
+        raise EvaluationError("--tolerance must be >= 0")
+
+    with dataset_open(dataset, limit=limit, passages=passages, log=log) as data:
+        log(f"evaluating {len(data.cases)} questions on {data.name} ({data.corpus_description})")
+        scores = retrieval_scores(
+            data.retriever, data.cases, k=k, collections=data.collections, log=log
+        )
+        parameters = {
+            "k": k,
+            "limit": limit,
+            "modes": list(MODES),
+            "retriever": {name: getattr(data.retriever, name) for name in RETRIEVER_SETTINGS},
+            **data.details,
+        }
+        name, questions = data.name, len(data.cases)
+        version, description = data.corpus_version, data.corpus_description
+
+    kind = EvalRun.Kind.RETRIEVAL
+    previous = eval_run_latest(kind=kind, dataset=name, parameters=parameters, questions=questions)
+    verdict = None
+    if gate:
+        verdict = gate_check(
+            scores,
+            previous.metrics if previous else None,
+            tolerance=tolerance,
+            previous_run_id=previous.pk if previous else None,
+        )
+    run = EvalRun.objects.create(
+        kind=kind,
+        dataset=name,
+        parameters=parameters,
+        corpus_version=version,
+        corpus_description=description,
+        questions=questions,
+        metrics=scores,
+        gate=verdict,
+    )
+    deltas = metric_deltas(scores, previous.metrics) if previous else {}
+    return EvalResult(run=run, previous=previous, deltas=deltas, gate=verdict)
+
+
+class _QueryCache:
+    """Embeds each query once: every case is asked in three modes."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder, self.dimension, self.name = embedder, embedder.dimension, embedder.name
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        for text in texts:
+            if text not in self._cache:
+                self._cache[text] = self.embedder.embed([text])[0]
+        return np.vstack([self._cache[text] for text in texts])
