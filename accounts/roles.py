@@ -52,6 +52,7 @@ ADMIN_PERMISSIONS = {
     "auth": ("user", "group"),
     "assistant": ("view",),
     "audit": ("view",),
+    "evaluation": ("view",),  # runs are written by `manage.py eval` only
 }
 
 

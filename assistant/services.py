@@ -228,6 +228,8 @@ class _Generation:
     partial: dict = field(default_factory=dict)
     generations: list = field(default_factory=list)  # the attempts trace of every model asked
     parameters: dict = field(default_factory=dict)
+    prompt_sources: Sequence[ScoredChunk] = ()  # the passages in the prompt, [1] first
+    model_report: object = None  # the verifier's report on the model's own answer
 
     def summary(self) -> dict:
         return {
@@ -291,6 +293,7 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
         choice=primary,
         prompt=prompt,
         parameters={"max_tokens": max_tokens, "temperature": None, "sources": len(used)},
+        prompt_sources=used,
     )
     streamed = {"reasoning": [], "answer": []}
     try:
@@ -324,6 +327,7 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
     embedder = get_embedder()
     began = time.perf_counter()
     report = verifier.verify_citations(answer=completion.answer, sources=used, embedder=embedder)
+    result.model_report = report
     answered_locally = result.choice.llm.provider == "local"
     if prompting.is_abstention(completion.answer):
         status, content = Turn.Status.ABSTAINED, completion.answer
@@ -399,6 +403,85 @@ def _route(*, question: str, sources: Sequence[ScoredChunk], requested: str | No
         requested_model=requested,
     )
     return routing.decide_route(request, llms.routing_policy())
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An answer made by the answering step alone, recorded nowhere (see `answer_unrecorded`)."""
+
+    status: str
+    content: str  # what the user would be shown
+    model_answer: str  # what the model wrote ("" when no model was asked)
+    llm_id: str
+    model: str
+    sources: tuple[ScoredChunk, ...]  # the passages the model was given
+    report: object = None  # the verifier's CitationReport on model_answer
+    error: str = ""
+    usage: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def answer_unrecorded(
+    *, question: str, sources: Sequence[ScoredChunk], model_id: str | None = None
+) -> Draft:
+    """Answer ``question`` from the given passages exactly as a recorded answer would be made
+    (relevance floor, prompt, the model with its retries, verification, the extractive
+    fallback of the offline model), without a conversation, the cache or the audit log: for
+    evaluating a model or a prompt on questions that are not users' questions.
+
+    Raises QuestionError for an unknown model."""
+    try:
+        choice = llms.model_get(model_id)
+    except llms.UnknownModel as exc:
+        raise QuestionError(str(exc)) from exc
+    run = _Run(question=question)
+    used = tuple(s for s in sources if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE)
+    if not used:
+        return Draft(
+            status=Turn.Status.NO_SOURCES,
+            content=NO_SOURCES_TEXT,
+            model_answer="",
+            llm_id=choice.id,
+            model=choice.llm.model,
+            sources=(),
+        )
+    refused = route_refusal(question=question, sources=used, model_id=choice.id)
+    if refused:
+        return Draft(
+            status=Turn.Status.REFUSED,
+            content=refused,
+            model_answer="",
+            llm_id=choice.id,
+            model=choice.llm.model,
+            sources=(),
+        )
+    # Only the chosen model: a fallback's answer would be scored as this model's.
+    steps = _generate((choice.id,), question=question, sources=used, history=[], run=run)
+    while True:  # the events are for a browser; only the generator's result matters here
+        try:
+            next(steps)
+        except StopIteration as stop:
+            result: _Generation = stop.value
+            break
+    completion = result.completion
+    return Draft(
+        status=result.status,
+        content=result.content,
+        model_answer=completion.answer if completion else result.partial.get("answer", ""),
+        llm_id=result.choice.id,
+        model=(completion.model if completion else "") or result.choice.llm.model,
+        sources=tuple(result.prompt_sources),
+        report=result.model_report,
+        error=result.error,
+        usage=_usage_json(completion) if completion else {},
+        seconds=round(time.perf_counter() - run.started, 3),
+    )
+
+
+def route_refusal(*, question: str, sources: Sequence[ScoredChunk], model_id: str) -> str | None:
+    """Why ``model_id`` may not be given these passages (their collections' sensitivity keeps
+    them from external models), or None when it may."""
+    return _route(question=question, sources=sources, requested=model_id).refused
 
 
 def answer_question(**kwargs) -> Turn:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", include("audit.urls")),
+    path("evaluation/", include("evaluation.urls")),
     path("", include("ingest.urls")),
     path("", include("assistant.urls")),
 ]

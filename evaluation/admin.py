@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from .history import HEADLINE, metric_value
 from .models import EvalRun
 
 
@@ -7,7 +8,7 @@ from .models import EvalRun
 class EvalRunAdmin(admin.ModelAdmin):
     """Runs are a record of measurements: readable here, written only by `manage.py eval`."""
 
-    list_display = ("id", "created_at", "kind", "dataset", "questions", "hybrid_mrr", "gate_ok")
+    list_display = ("id", "created_at", "kind", "dataset", "questions", "headline", "gate_ok")
     list_filter = ("kind", "dataset")
     search_fields = ("dataset", "corpus_version")
     date_hierarchy = "created_at"
@@ -15,18 +16,25 @@ class EvalRunAdmin(admin.ModelAdmin):
         "kind",
         "dataset",
         "questions",
+        "model_ids",
+        "prompt_version",
         "corpus_version",
         "corpus_description",
         "parameters",
         "metrics",
         "gate",
+        "details",
         "created_at",
     )
     fields = readonly_fields
 
-    @admin.display(description="hybrid mrr@10")
-    def hybrid_mrr(self, obj: EvalRun):
-        return (obj.metrics or {}).get("hybrid", {}).get("mrr@10")
+    @admin.display(description="headline")
+    def headline(self, obj: EvalRun):
+        """The first headline metric of its kind: hybrid recall@5, or answers correct."""
+        for group, metric, label in HEADLINE.get(obj.kind, ())[:1]:
+            value = metric_value(obj, group, metric)
+            return "–" if value is None else f"{label} {value:.3f}"
+        return "–"
 
     @admin.display(description="gate", boolean=True)
     def gate_ok(self, obj: EvalRun):

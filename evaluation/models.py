@@ -11,6 +11,7 @@ from django.db import models
 class EvalRun(models.Model):
     class Kind(models.TextChoices):
         RETRIEVAL = "retrieval", "Retrieval"
+        ANSWERS = "answers", "Answers"
 
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.RETRIEVAL)
     dataset = models.CharField(
@@ -19,12 +20,27 @@ class EvalRun(models.Model):
     parameters = models.JSONField(
         default=dict, blank=True, help_text="k, limit, modes and the retriever settings"
     )
+    model_ids = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The models under test: {role: id}, e.g. embedder, generator, judge",
+    )
+    prompt_version = models.CharField(
+        max_length=100, blank=True, help_text="The answer prompt's template version"
+    )
     corpus_version = models.CharField(
         max_length=64, blank=True, help_text="Digest of what was searched: changes with the corpus"
     )
     corpus_description = models.TextField(blank=True)
     questions = models.PositiveIntegerField(default=0)
-    metrics = models.JSONField(default=dict, blank=True, help_text="{mode: {metric: value}}")
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text="{group: {metric: value}}: a mode, or a question set"
+    )
+    details = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What explains the metrics: per-question results, status counts, calibration",
+    )
     gate = models.JSONField(
         null=True, blank=True, help_text="The regression gate's verdict, when it was asked for"
     )

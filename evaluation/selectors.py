@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from .models import EvalRun
 
-# What a run measured, as opposed to how the system under test was set up (retriever settings,
-# which are exactly what a gate should catch changing).
-SYSTEM_PARAMETERS = frozenset({"retriever"})
+# What a run measured, as opposed to how the system under test was set up (retriever and
+# answering settings, which are exactly what a gate should catch changing; the model and the
+# prompt version are columns of their own).
+SYSTEM_PARAMETERS = frozenset({"retriever", "answering"})
 
 
 def eval_run_latest(

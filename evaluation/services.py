@@ -48,12 +48,14 @@ class EvalResult:
         return {
             "dataset": self.run.dataset,
             "questions": self.run.questions,
-            "modes": self.run.metrics,
+            ("modes" if self.run.kind == EvalRun.Kind.RETRIEVAL else "metrics"): self.run.metrics,
             "run_id": self.run.pk,
             "previous_run_id": self.previous.pk if self.previous else None,
             "deltas": self.deltas,
             "gate": self.gate,
             "parameters": self.run.parameters,
+            "models": self.run.model_ids,
+            "prompt_version": self.run.prompt_version,
             "corpus": {
                 "version": self.run.corpus_version,
                 "description": self.run.corpus_description,
@@ -100,7 +102,7 @@ def metric_deltas(current: dict, previous: dict) -> dict[str, dict[str, float]]:
         mode: {
             name: round(value - previous[mode][name], ROUND)
             for name, value in values.items()
-            if name in previous.get(mode, {})
+            if value is not None and previous.get(mode, {}).get(name) is not None
         }
         for mode, values in current.items()
         if mode in previous
@@ -166,29 +168,56 @@ def eval_retrieval_run(
             **data.details,
         }
         name, questions = data.name, len(data.cases)
+        embedder_name = getattr(data.retriever.embedder, "name", "")
         version, description = data.corpus_version, data.corpus_description
 
-    kind = EvalRun.Kind.RETRIEVAL
-    previous = eval_run_latest(kind=kind, dataset=name, parameters=parameters, questions=questions)
+    return run_store(
+        kind=EvalRun.Kind.RETRIEVAL,
+        dataset=name,
+        parameters=parameters,
+        questions=questions,
+        metrics=scores,
+        gate=gate,
+        tolerance=tolerance,
+        model_ids={"embedder": embedder_name},
+        corpus_version=version,
+        corpus_description=description,
+    )
+
+
+def run_store(
+    *,
+    kind: str,
+    dataset: str,
+    parameters: dict,
+    questions: int,
+    metrics: dict,
+    gate: bool,
+    tolerance: float,
+    **fields,
+) -> EvalResult:
+    """Store a run, compared with the previous comparable one and gated when ``gate``."""
+    previous = eval_run_latest(
+        kind=kind, dataset=dataset, parameters=parameters, questions=questions
+    )
     verdict = None
     if gate:
         verdict = gate_check(
-            scores,
+            metrics,
             previous.metrics if previous else None,
             tolerance=tolerance,
             previous_run_id=previous.pk if previous else None,
         )
     run = EvalRun.objects.create(
         kind=kind,
-        dataset=name,
+        dataset=dataset,
         parameters=parameters,
-        corpus_version=version,
-        corpus_description=description,
         questions=questions,
-        metrics=scores,
+        metrics=metrics,
         gate=verdict,
+        **fields,
     )
-    deltas = metric_deltas(scores, previous.metrics) if previous else {}
+    deltas = metric_deltas(metrics, previous.metrics) if previous else {}
     return EvalResult(run=run, previous=previous, deltas=deltas, gate=verdict)
 
 

@@ -1,4 +1,5 @@
-"""Ranking metrics for retrieval evaluation: one ranked list of ids against the relevant ids.
+"""Metrics for evaluation: ranking metrics (one ranked list of ids against the relevant ids) and
+answer metrics (an answer's text against a reference answer, SQuAD-style).
 
 Ranks are 1-based and only the first ``k`` results count. An id listed twice counts once, at its
 first position, so a retriever cannot score by repeating a hit. Relevance is binary (a set of
@@ -9,6 +10,9 @@ Average a metric over queries with :func:`mean`.
 from __future__ import annotations
 
 import math
+import re
+import string
+from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 
 _REPEAT = object()  # stands in for a repeated id: keeps its slot, is never relevant
@@ -81,3 +85,46 @@ def mean(values: Iterable[float]) -> float:
     """Arithmetic mean; 0.0 for no values (an empty evaluation scores nothing)."""
     values = list(values)
     return sum(values) / len(values) if values else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers against a reference (SQuAD's normalisation: case, punctuation, articles, spaces)
+# ---------------------------------------------------------------------------------------------
+
+_MARKER_RE = re.compile(r"\[\s*\d{1,3}(?:\s*[,;\u2013-]\s*\d{1,3})*\s*\]")
+_ARTICLES_RE = re.compile(r"\b(?:a|an|the)\b")
+_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation + "\u2018\u2019\u201c\u201d"})
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, citation markers ``[n]`` and punctuation removed, articles dropped, spaces
+    collapsed: "The Eiffel Tower [1]." and "eiffel tower" compare equal."""
+    text = _MARKER_RE.sub(" ", text).lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES_RE.sub(" ", text).split())
+
+
+def answer_contains(answer: str, reference: str) -> float:
+    """1.0 when the normalised reference appears in the normalised answer as whole words."""
+    ref = normalize_answer(reference)
+    if not ref:
+        raise ValueError("empty reference: the metric is undefined for this question")
+    return 1.0 if f" {ref} " in f" {normalize_answer(answer)} " else 0.0
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """Harmonic mean of token precision and recall between answer and reference (normalised,
+    bag of words): rewards a short exact answer, penalises padding around it."""
+    ref = normalize_answer(reference).split()
+    if not ref:
+        raise ValueError("empty reference: the metric is undefined for this question")
+    got = normalize_answer(answer).split()
+    common = sum((Counter(got) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(got), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def share(hits: int, total: int) -> float | None:
+    """``hits / total``, or None when there is nothing to count (not the same as 0)."""
+    return hits / total if total else None

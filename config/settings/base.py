@@ -221,6 +221,8 @@ LOCAL_ANSWER_TOP_K = env.int("LOCAL_ANSWER_TOP_K", default=3)
 LOCAL_ANSWER_MAX_TOKENS = env.int("LOCAL_ANSWER_MAX_TOKENS", default=200)
 LOCAL_SOURCE_CHARS = env.int("LOCAL_SOURCE_CHARS", default=600)
 QUESTION_MAX_CHARS = env.int("QUESTION_MAX_CHARS", default=4000)
+# `manage.py eval answers`: the model that judges faithfulness (an id of LLMS; empty: no judge).
+EVAL_JUDGE_MODEL = env.str("EVAL_JUDGE_MODEL", default="")
 # Routing (rag.routing) and resilience (rag.resilience).
 # Short factual questions go to an internal model first when one is worth asking (a server at
 # LLM_BASE_URL; the 135M offline model is not), escalating to an external one if not grounded.

@@ -1,4 +1,4 @@
-"""rag.metrics: ranking metrics checked against hand-computed values."""
+"""rag.metrics: ranking and answer metrics checked against hand-computed values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import math
 
 import pytest
 
-from rag.metrics import mean, ndcg_at_k, precision_at_k, recall_at_k, reciprocal_rank
+from rag.metrics import (
+    answer_contains,
+    mean,
+    ndcg_at_k,
+    normalize_answer,
+    precision_at_k,
+    recall_at_k,
+    reciprocal_rank,
+    share,
+    token_f1,
+)
 
 LOG2_3 = math.log2(3)  # the discount at rank 2: 1.58496...
 
@@ -132,3 +142,37 @@ class TestErrorsAndMean:
         assert mean([1.0, 0.0, 0.5]) == 0.5
         assert mean(x for x in (0.25, 0.75)) == 0.5
         assert mean([]) == 0.0
+
+
+class TestAnswerMetrics:
+    def test_normalisation_drops_case_markers_punctuation_and_articles(self):
+        assert normalize_answer("The Eiffel Tower [1][2, 3].") == "eiffel tower"
+        assert normalize_answer("  A   cat's  “toy” ") == "cat s toy"
+
+    def test_contains_whole_words_only(self):
+        assert answer_contains("It was built by Gustave Eiffel [1].", "gustave eiffel") == 1.0
+        assert answer_contains("Paris, France", "the paris") == 1.0
+        assert answer_contains("Parisian cafes", "Paris") == 0.0  # not a prefix of a word
+        assert answer_contains("", "Paris") == 0.0
+
+    def test_f1_hand_computed(self):
+        # answer tokens: eiffel tower in paris (4); reference: eiffel tower (2); common 2
+        # precision 2/4, recall 2/2 -> f1 = 2 * 0.5 * 1 / 1.5 = 2/3
+        assert token_f1("The Eiffel Tower in Paris [1].", "Eiffel Tower") == pytest.approx(2 / 3)
+        assert token_f1("Eiffel Tower", "the Eiffel Tower") == 1.0
+        assert token_f1("London", "Paris") == 0.0
+        assert token_f1("", "Paris") == 0.0
+
+    def test_f1_counts_repeated_tokens_once_each(self):
+        # answer: new new york (3), reference: new york (2): common = min counts = 2
+        # precision 2/3, recall 1 -> 0.8
+        assert token_f1("new new york", "New York") == pytest.approx(0.8)
+
+    @pytest.mark.parametrize("metric", [answer_contains, token_f1])
+    def test_empty_reference_is_undefined(self, metric):
+        with pytest.raises(ValueError, match="empty reference"):
+            metric("anything", " the . ")
+
+    def test_share(self):
+        assert share(3, 4) == 0.75
+        assert share(0, 0) is None

@@ -1,10 +1,13 @@
 """manage.py eval retrieval --dataset NAME [--limit N] [--k 10] [--passages N] [--json] [--gate]
 [--tolerance 0.02]
+manage.py eval answers --dataset NAME [--model ID] [--judge ID] [--limit N] [--negatives N]
+[--calibration N] [--passages N] [--json] [--gate] [--tolerance 0.02]
 
 NAME is `halueval-qa` (HaluEval QA in a temporary store), `feedback` (the app's feedback with
-citations) or the path of a JSONL file of {"query", "relevant": [chunk ids]} asked of the app's
-store. Prints one JSON document on stdout, progress on stderr. Exit 1 when --gate finds a metric
-that dropped by more than --tolerance since the previous run; exit 2 on bad arguments.
+citations; retrieval only) or the path of a JSONL file asked of the app's store: lines of
+{"query", "relevant": [chunk ids]} for retrieval, {"query", "answer", "relevant"?} for answers.
+Prints one JSON document on stdout, progress on stderr. Exit 1 when --gate finds a metric that
+dropped by more than --tolerance since the previous comparable run; exit 2 on bad arguments.
 """
 
 import contextlib
@@ -13,12 +16,12 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import answers, services
 from evaluation.datasets import DatasetError
 
 
 class Command(BaseCommand):
-    help = "Evaluate retrieval on a dataset; prints JSON metrics and stores the run."
+    help = "Evaluate retrieval or answers on a dataset; prints JSON metrics and stores the run."
 
     def add_arguments(self, parser):
         kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -41,6 +44,34 @@ class Command(BaseCommand):
             "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
         )
 
+        answers_ = kinds.add_parser(
+            "answers", help="correctness, citation precision, abstention, judged faithfulness"
+        )
+        answers_.add_argument(
+            "--dataset", required=True, help="halueval-qa | PATH to a JSONL file with answers"
+        )
+        answers_.add_argument("--model", help="model id to evaluate (default: the default model)")
+        answers_.add_argument(
+            "--judge", help="model id of the faithfulness judge (default: EVAL_JUDGE_MODEL)"
+        )
+        answers_.add_argument("--limit", help="first N questions (halueval-qa: default 20)")
+        answers_.add_argument(
+            "--negatives", help="questions also asked without their evidence (default: all)"
+        )
+        answers_.add_argument(
+            "--calibration", help="HaluEval answer pairs to calibrate the judge on (default 25)"
+        )
+        answers_.add_argument(
+            "--passages", help="halueval-qa corpus size with distractors (default 5 x --limit)"
+        )
+        answers_.add_argument("--json", action="store_true", help="compact JSON (one line)")
+        answers_.add_argument(
+            "--gate", action="store_true", help="exit 1 if a metric fell since the previous run"
+        )
+        answers_.add_argument(
+            "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
+        )
+
     def handle(self, *args, kind: str, **options):
         getattr(self, f"_{kind}")(**options)
 
@@ -51,12 +82,31 @@ class Command(BaseCommand):
             "passages": _number(int, "--passages", passages),
             "tolerance": _number(float, "--tolerance", tolerance),
         }
+        self._run(services.eval_retrieval_run, dataset=dataset, gate=gate, json=json, **arguments)
+
+    def _answers(self, *, dataset, model, judge, json: bool, gate, **options):
+        arguments = {
+            "limit": _number(int, "--limit", options["limit"]),
+            "negatives": _number(int, "--negatives", options["negatives"]),
+            "calibration": _number(int, "--calibration", options["calibration"]),
+            "passages": _number(int, "--passages", options["passages"]),
+            "tolerance": _number(float, "--tolerance", options["tolerance"]),
+        }
+        self._run(
+            answers.eval_answers_run,
+            dataset=dataset,
+            model_id=model,
+            judge_id=judge,
+            gate=gate,
+            json=json,
+            **arguments,
+        )
+
+    def _run(self, evaluate, *, json: bool, **arguments):
         try:
             # stdout carries the JSON document and nothing else (libraries may print)
             with contextlib.redirect_stdout(sys.stderr):
-                result = services.eval_retrieval_run(
-                    dataset=dataset, gate=gate, log=self._log, **arguments
-                )
+                result = evaluate(log=self._log, **arguments)
         except (DatasetError, services.EvaluationError) as exc:
             raise CommandError(str(exc), returncode=2) from None
         document = result.as_json()
