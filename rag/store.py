@@ -48,6 +48,10 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
+# Filtered fields: the access filter (collection), deletes (document_id), neighbours (chunk_index)
+PAYLOAD_INDEXES = {"document_id": "KEYWORD", "collection": "KEYWORD", "chunk_index": "INTEGER"}
+
+
 class QdrantStore:
     """Qdrant through qdrant-client. ``path`` selects embedded local mode, ``url`` a server."""
 
@@ -60,7 +64,13 @@ class QdrantStore:
         collection: str = "chunks",
         dimension: int = 384,
         timeout: float = 30.0,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
     ) -> None:
+        """``shard_number``, ``replication_factor`` and ``write_consistency_factor`` apply when
+        this store creates the collection on a Qdrant cluster (None: the server's default);
+        embedded mode has neither shards nor replicas."""
         if bool(url) == bool(path):
             raise ValueError("QdrantStore needs exactly one of url (server) or path (embedded)")
         if dimension < 1:
@@ -69,6 +79,18 @@ class QdrantStore:
         self.collection = collection
         self.dimension = dimension
         self.timeout = timeout
+        for name, value in (
+            ("shard_number", shard_number),
+            ("replication_factor", replication_factor),
+            ("write_consistency_factor", write_consistency_factor),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        self.cluster = {
+            "shard_number": shard_number,
+            "replication_factor": replication_factor,
+            "write_consistency_factor": write_consistency_factor,
+        }
         self._client = None
         self._ready = False
         # The embedded engine is plain Python with no locking of its own; a server needs none.
@@ -139,15 +161,8 @@ class QdrantStore:
                     sparse_vectors_config={
                         LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
+                    **({} if self.embedded else self._cluster_options()),
                 )
-                if not self.embedded:  # payload indexes have no effect in embedded mode
-                    for field in ("document_id", "collection"):
-                        self.client.create_payload_index(
-                            self.collection, field, models.PayloadSchemaType.KEYWORD
-                        )
-                    self.client.create_payload_index(
-                        self.collection, "chunk_index", models.PayloadSchemaType.INTEGER
-                    )
             else:
                 info = self.client.get_collection(self.collection)
                 vectors = info.config.params.vectors
@@ -157,7 +172,17 @@ class QdrantStore:
                         f"Qdrant collection {self.collection!r} holds {size}-d vectors but the "
                         f"embedder gives {self.dimension}-d: re-index into a new collection"
                     )
+            if not self.embedded:  # payload indexes have no effect in embedded mode
+                # Also on a collection an operator created (sharded, replicated) before the
+                # first start: creating an index that exists is a no-op for Qdrant.
+                for field, schema in PAYLOAD_INDEXES.items():
+                    self.client.create_payload_index(
+                        self.collection, field, getattr(models.PayloadSchemaType, schema)
+                    )
         self._ready = True
+
+    def _cluster_options(self) -> dict:
+        return {name: value for name, value in self.cluster.items() if value is not None}
 
     # -- writes ----------------------------------------------------------------------------------
 

@@ -16,6 +16,11 @@ def _set(name: str) -> str:
     return env.str(name, default="").strip()
 
 
+def _set_int(name: str) -> int | None:
+    value = _set(name)
+    return int(value) if value else None
+
+
 DATA_DIR = Path(_set("DATA_DIR") or BASE_DIR / "var")
 if not DATA_DIR.is_absolute():
     DATA_DIR = BASE_DIR / DATA_DIR  # relative to the project, not to wherever a command runs
@@ -135,6 +140,10 @@ RAG_VECTOR_STORE = {
         "path": None if QDRANT_URL else str(DATA_DIR / "qdrant"),
         "api_key": QDRANT_API_KEY or None,
         "collection": QDRANT_COLLECTION,
+        # A Qdrant cluster: used when the app creates the collection (empty: server default).
+        "shard_number": _set_int("QDRANT_SHARD_NUMBER"),
+        "replication_factor": _set_int("QDRANT_REPLICATION_FACTOR"),
+        "write_consistency_factor": _set_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
     },
 }
 CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=256)

@@ -3,6 +3,7 @@ Qdrant-specific behaviour (embedded folder lock, server errors, configuration)."
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -421,3 +422,86 @@ class TestQdrantServerErrors:
             assert not isinstance(info.value, StoreUnavailable)
         finally:
             store.close()
+
+
+class _RecordingQdrant(BaseHTTPRequestHandler):
+    """Just enough of Qdrant's REST API to create a collection: records every request."""
+
+    def _reply(self, result) -> None:
+        body = json.dumps({"result": result, "status": "ok", "time": 0.0}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.server.requests.append(("GET", self.path, None))  # type: ignore[attr-defined]
+        if self.path.endswith("/exists"):
+            self._reply({"exists": False})
+        else:
+            self._reply({"title": "qdrant", "version": "1.15.5"})
+
+    def do_PUT(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"null")
+        self.server.requests.append(("PUT", self.path.split("?")[0], body))  # type: ignore[attr-defined]
+        self._reply(
+            True if "/index" not in self.path else {"operation_id": 1, "status": "completed"}
+        )
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_qdrant() -> Iterator[tuple[str, list]]:
+    server = HTTPServer(("127.0.0.1", 0), _RecordingQdrant)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", server.requests  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+class TestQdrantCluster:
+    def test_the_collection_is_created_sharded_and_replicated_with_its_indexes(
+        self, recording_qdrant
+    ):
+        url, requests = recording_qdrant
+        store = QdrantStore(
+            url=url, dimension=DIM, shard_number=6, replication_factor=2, write_consistency_factor=2
+        )
+        try:
+            store.ensure_collection()
+        finally:
+            store.close()
+        puts = [(path, body) for method, path, body in requests if method == "PUT"]
+        path, body = puts[0]
+        assert path == "/collections/chunks"
+        assert (body["shard_number"], body["replication_factor"]) == (6, 2)
+        assert body["write_consistency_factor"] == 2
+        assert body["vectors"]["dense"]["size"] == DIM
+        indexes = {b["field_name"]: b["field_schema"] for p, b in puts[1:]}
+        assert indexes == {
+            "document_id": "keyword",
+            "collection": "keyword",
+            "chunk_index": "integer",
+        }
+
+    def test_server_defaults_when_not_set(self, recording_qdrant):
+        url, requests = recording_qdrant
+        store = QdrantStore(url=url, dimension=DIM)
+        try:
+            store.ensure_collection()
+        finally:
+            store.close()
+        body = next(body for method, path, body in requests if path == "/collections/chunks")
+        assert "shard_number" not in body or body["shard_number"] is None
+
+    @pytest.mark.parametrize("option", ["shard_number", "replication_factor"])
+    def test_counts_must_be_positive(self, tmp_path, option):
+        with pytest.raises(ValueError, match=f"{option} must be at least 1"):
+            QdrantStore(path=str(tmp_path), dimension=DIM, **{option: 0})
