@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt Ma
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test lint bench screenshots clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,15 +31,25 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Each benchmark prints one JSON object; copies land in var/bench/.
+# Every benchmark in bench/ (about half an hour on 2 cores): each prints one JSON object,
+# recording the machine it ran on, and writes it to docs/benchmarks/NAME.json; then bench/plots.py
+# draws docs/benchmarks/NAME.png next to each. Run one script alone for a quick look (bench/README.md).
 bench: $(STAMP)
-	mkdir -p var/bench
-	$(PY) bench/ingest.py --out var/bench/ingest.json
-	$(PY) bench/retrieval.py --out var/bench/retrieval.json
-	$(PY) bench/chat.py --out var/bench/chat.json
-	$(PY) bench/local_llm.py --out var/bench/local_llm.json
-	$(PY) bench/resilience.py --out var/bench/resilience.json
-	$(PY) bench/pii.py > var/bench/pii.json
+	mkdir -p docs/benchmarks
+	$(PY) bench/ingest.py --out docs/benchmarks/ingest.json
+	$(PY) bench/retrieval.py --out docs/benchmarks/retrieval.json
+	$(PY) bench/scale.py --out docs/benchmarks/scale.json
+	$(PY) bench/chat.py --out docs/benchmarks/chat.json
+	$(PY) bench/local_llm.py --out docs/benchmarks/local_llm.json
+	$(PY) bench/resilience.py --out docs/benchmarks/resilience.json
+	$(PY) bench/pii.py --out docs/benchmarks/pii.json
+	$(PY) bench/baseline.py --out docs/benchmarks/baseline.json
+	$(PY) bench/plots.py docs/benchmarks
+
+# The README's pictures: the app as `make run` starts it, with a fake DeepSeek, in headless
+# Chromium (Debian's `chromium` package).
+screenshots: $(STAMP)
+	$(PY) docs/screenshots.py
 
 clean-venv:
 	rm -rf $(VENV)
