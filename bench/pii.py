@@ -13,13 +13,14 @@ invoice and order numbers, Luhn-invalid cards, invalid IBANs, versions, times, r
 written together with the detectors, so it is a development set: numbers on it are an upper
 bound for text unlike it.
 
-    python bench/pii.py [--data FILE] [--errors]
+    python bench/pii.py [--data FILE] [--errors] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import machine_facts  # noqa: E402
 from rag.pii import KINDS, PiiRedactor  # noqa: E402
 
 DATA = ROOT / "tests" / "rag" / "data" / "pii_labelled.jsonl"
@@ -105,15 +107,22 @@ def table(result: dict, mode: str = "exact") -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--errors", action="store_true", help="also list every error")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     result = measure(load(args.data))
     if not args.errors:
         result["errors"] = len(result["errors"])
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    result["machine"] = machine_facts(load_before)
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -33,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import machine_facts  # noqa: E402
 from rag.llm import LLMError, OpenAICompatibleLLM  # noqa: E402
 from rag.resilience import AllModelsFailed, BreakerBoard, ResilientLLM, RetryPolicy  # noqa: E402
 from rag.types import Completion, Message  # noqa: E402
@@ -71,6 +73,7 @@ def main() -> int:
     parser.add_argument("--no-fallback", action="store_true", help="primary only")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    load_before = os.getloadavg()
 
     policy = RetryPolicy(
         max_attempts=args.max_attempts,
@@ -187,6 +190,7 @@ def main() -> int:
                 "timeout_s": args.timeout,
                 "fallback": not args.no_fallback,
             },
+            "machine": machine_facts(load_before),
         }
         for model in chain:
             model.close()
@@ -194,6 +198,7 @@ def main() -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     return 0 if not errors else 1
 

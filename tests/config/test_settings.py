@@ -12,7 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_DIR = ROOT / "config" / "settings"
-READ = re.compile(r"""(?:env\.(?:str|int|bool|float|list|db)|_set|_set_int)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
+READ = re.compile(
+    r"""(?:env\.(?:str|int|bool|float|list|db)|_set|_set_int)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+)
 
 
 def settings_read() -> set[str]:

@@ -154,6 +154,16 @@ class TestVectorStoreContract:
         store.delete_document("a", from_index=0)
         assert store.count(document_id="a") == 0
 
+    def test_delete_trailing_removes_the_run_beyond_the_new_end(self, store, rng):
+        # 150 points: more than two rounds of lookups; another document is left alone
+        a, b = make_document("a", 150, rng), make_document("b", 3, rng)
+        store.upsert(a + b)
+        deleted = store.delete_trailing(lambda index: chunk_id_for("sha-a", index), 10)
+        assert deleted == 140
+        assert store.count(document_id="a") == 10 and store.count(document_id="b") == 3
+        assert store.delete_trailing(lambda index: chunk_id_for("sha-a", index), 10) == 0
+        assert store.delete_trailing(lambda index: chunk_id_for("sha-new", index), 0) == 0
+
     def test_delete_document_removes_only_that_document(self, store, rng):
         a, b = make_document("a", 4, rng), make_document("b", 2, rng)
         store.upsert(a + b)
