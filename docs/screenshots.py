@@ -207,7 +207,44 @@ def take(browser, server: Server, samples: Path, out: Path) -> list[Path]:
     shots.append(out / "audit-answer.png")
     page.screenshot(path=str(shots[-1]))
     context.close()
+
+    # Evaluation: the run history an admin sees (runs made by run_evaluations before).
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    log_in(page, server.url, "admin", PASSWORD)
+    page.goto(f"{server.url}/evaluation/")
+    page.locator(".eval-chart svg").first.wait_for()
+    shots.append(out / "evaluation.png")
+    page.screenshot(path=str(shots[-1]), full_page=True)
+    context.close()
     return shots
+
+
+# A retriever change that loses quality (the BM25 half switched off): the gate catches it.
+WORSE_RETRIEVER = {"RETRIEVAL_LEXICAL_WEIGHT": "0", "RETRIEVAL_DENSE_WEIGHT": "1"}
+
+
+def run_evaluations(env: dict) -> None:
+    """A short history of real runs on HaluEval-QA (100 questions, 1,000 passages): the retriever as shipped,
+    then a worse setting caught by the gate, then as shipped again. (No `eval answers` run:
+    with the fake DeepSeek its numbers would mean nothing.) Each run indexes its own temporary
+    store, so the app need not be up."""
+    retrieval = [
+        "eval",
+        "retrieval",
+        "--dataset",
+        "halueval-qa",
+        "--limit",
+        "100",
+        "--passages",
+        "1000",
+        "--gate",
+    ]
+    manage(env, *retrieval)
+    failed = manage({**env, **WORSE_RETRIEVER}, *retrieval, check=False)
+    assert failed.returncode == 1, failed.stderr  # the gate must fail this one
+    manage(env, *retrieval)
 
 
 def write_samples(folder: Path) -> None:
@@ -246,6 +283,7 @@ def main() -> int:
             manage(env, "ensure_admin")
             manage(env, "users", "create", "dana.auditor", "--role", "auditor",
                    "--password", AUDITOR_PASSWORD)  # fmt: skip
+            run_evaluations(env)
             server = Server(env)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(

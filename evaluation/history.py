@@ -3,6 +3,7 @@ chart of its headline metrics (drawn as SVG on the server: no chart library, no 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ HEADLINE = {
 }
 COLOURS = ("#2f5fd0", "#1f8a4c", "#b7791f", "#8e44ad")
 WIDTH, HEIGHT, PAD = 560, 160, 24
+LEFT = 40  # room for the axis labels
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Group:
     rows: list[Row]  # newest first
     series: list[Series]
     columns: list[str]  # labels of the values of each row
+    ticks: list[tuple[float, float, str]]  # (y, label's y, label): bottom, middle, top
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -77,9 +80,15 @@ def _group(kind: str, dataset: str, runs: list[EvalRun]) -> Group:
     headline = HEADLINE.get(kind, ())
     present = [h for h in headline if any(metric_value(r, h[0], h[1]) is not None for r in runs)]
     chronological = list(reversed(runs))
+    values = [metric_value(r, g, m) for r in runs for g, m, _ in present]
+    floor = axis_floor([v for v in values if v is not None])
     series = [
-        _series(chronological, group, metric, label, COLOURS[n % len(COLOURS)])
+        _series(chronological, group, metric, label, COLOURS[n % len(COLOURS)], floor)
         for n, (group, metric, label) in enumerate(present)
+    ]
+    ticks = [
+        (_y(value, floor), _y(value, floor) + 4, f"{value:.2f}".rstrip("0").rstrip(".") or "0")
+        for value in (floor, (floor + 1) / 2, 1.0)
     ]
     rows = [
         Row(
@@ -91,25 +100,43 @@ def _group(kind: str, dataset: str, runs: list[EvalRun]) -> Group:
         for run in runs
     ]
     return Group(
-        kind=kind, dataset=dataset, rows=rows, series=series, columns=[h[2] for h in present]
+        kind=kind,
+        dataset=dataset,
+        rows=rows,
+        series=series,
+        columns=[h[2] for h in present],
+        ticks=ticks,
     )
+
+
+def axis_floor(values: list[float]) -> float:
+    """The bottom of the value axis: 0, or a tenth below the lowest value when every value is
+    high, so a drop from 0.99 to 0.95 shows (the axis is labelled; its top is always 1)."""
+    lowest = min(values, default=0.0)
+    return max(0.0, math.floor(round((lowest - 0.02) * 10, 6)) / 10)
+
+
+def _y(value: float, floor: float) -> float:
+    share = (max(floor, min(1.0, value)) - floor) / (1.0 - floor)
+    return round(HEIGHT - PAD - share * (HEIGHT - 2 * PAD), 1)
 
 
 def _format(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def _series(runs: Sequence[EvalRun], group: str, metric: str, label: str, colour: str) -> Series:
-    """Values in [0, 1] on a fixed axis: a drop looks like a drop, not like rescaled noise."""
-    step = (WIDTH - 2 * PAD) / max(len(runs) - 1, 1)
+def _series(
+    runs: Sequence[EvalRun], group: str, metric: str, label: str, colour: str, floor: float
+) -> Series:
+    """Values in [floor, 1]: one axis for every line of the chart."""
+    step = (WIDTH - LEFT - PAD) / max(len(runs) - 1, 1)
     dots = []
     for n, run in enumerate(runs):
         value = metric_value(run, group, metric)
         if value is None:
             continue
-        x = PAD + n * step if len(runs) > 1 else WIDTH / 2
-        y = HEIGHT - PAD - max(0.0, min(1.0, value)) * (HEIGHT - 2 * PAD)
-        dots.append((round(x, 1), round(y, 1), f"run #{run.pk}: {label} {value:.3f}"))
+        x = LEFT + n * step if len(runs) > 1 else (WIDTH + LEFT - PAD) / 2
+        dots.append((round(x, 1), _y(value, floor), f"run #{run.pk}: {label} {value:.3f}"))
     values = [metric_value(r, group, metric) for r in runs]
     last = next((v for v in reversed(values) if v is not None), None)
     return Series(

