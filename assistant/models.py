@@ -30,6 +30,9 @@ class Message(models.Model):
     class Status(models.TextChoices):
         ANSWERED = "answered"  # the model's answer, citations verified
         EXTRACTIVE = "extractive"  # the model's answer failed verification: passages quoted
+        # the model's answer failed verification and no passage matches the question closely
+        # enough to quote: nothing is shown as an answer
+        WITHHELD = "withheld"
         ABSTAINED = "abstained"  # the model said the documents do not answer it
         NO_SOURCES = "no_sources"  # nothing relevant was found: the model was not called
         INCOMPLETE = "incomplete"  # the stream broke: what arrived is kept, flagged

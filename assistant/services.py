@@ -42,6 +42,11 @@ EXTRACTIVE_LABEL = (
     "so here are the passages that best match the question:"
 )
 NO_SOURCES_TEXT = "I found nothing in the documents that answers this."
+WITHHELD_TEXT = (
+    "I cannot give a verified answer from the documents: the model's answer is not supported by "
+    "the passages found, and none of them matches the question closely enough to quote. The "
+    "passages searched are listed as sources."
+)
 
 
 class QuestionError(ValueError):
@@ -158,7 +163,8 @@ def answer_stream(
         if decision.escalate_to and result.completion is not None:
             escalate, why = routing.should_escalate(
                 status=result.status,
-                has_unsupported=result.report.has_unsupported,
+                # the model's own answer is judged, not the quotes that replaced it
+                has_unsupported=(result.model_report or result.report).has_unsupported,
                 abstained=result.status == Turn.Status.ABSTAINED,
                 relevant_sources=len(sources),
             )
@@ -337,9 +343,11 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
         status, content = Turn.Status.ANSWERED, completion.answer
     else:
         # The small offline model's unverified answer is not shown as the answer: the best
-        # passages are quoted instead, labelled as such. Its text stays in model_answer.
-        status = Turn.Status.EXTRACTIVE
+        # passages are quoted instead, labelled as such, if any matches the question well
+        # enough; otherwise nothing is. Its text stays in model_answer.
         content = _extractive_answer(question, used, embedder)
+        status = Turn.Status.EXTRACTIVE if content else Turn.Status.WITHHELD
+        content = content or WITHHELD_TEXT
         report = verifier.verify_citations(answer=content, sources=used, embedder=embedder)
     run.lap("verify", began)
     result.status, result.content, result.report = status, content, report
@@ -732,18 +740,20 @@ def _nothing_found(query: str, found: Sequence[ScoredChunk]) -> str:
 
 
 def _extractive_answer(question: str, sources: Sequence[ScoredChunk], embedder) -> str:
-    """Quote, verbatim, the span of each top passage that best matches the question."""
+    """Quote, verbatim, the span of each top passage that best matches the question; "" when
+    none matches it by at least EXTRACTIVE_MIN_SUPPORT (a passage that merely passed the
+    relevance floor is no answer: without the evidence, quoting it misleads)."""
     lines = [EXTRACTIVE_LABEL, ""]
     for number, source in enumerate(sources[:EXTRACTIVE_QUOTES], 1):
         support = verifier.score_support(claim=question, chunk=source, embedder=embedder)
         quote = " ".join(source.text[support.quote_start : support.quote_end].split())
-        if not quote:
+        if not quote or support.score < settings.EXTRACTIVE_MIN_SUPPORT:
             continue
         page = f", page {source.page}" if source.page else ""
         lines.append(f"> {quote} [{number}]")
         lines.append(f"> — *{source.document_name}{page}*")
         lines.append("")
-    return "\n".join(lines).strip()
+    return "\n".join(lines).strip() if len(lines) > 2 else ""
 
 
 def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) -> str:

@@ -38,7 +38,9 @@ from .services import (
 )
 
 DEFAULT_CALIBRATION = 25  # pairs: 50 judge calls
-ABSTAINED = {"abstained", "no_sources"}
+# Not answering without evidence: the model abstained, nothing relevant was found, or the
+# model's unverified answer was withheld with nothing worth quoting.
+ABSTAINED = {"abstained", "no_sources", "withheld"}
 TEXT_KEEP = 600  # characters of each answer kept in the run's details
 JUDGE_LOCAL_MAX_TOKENS = 8
 

@@ -333,8 +333,8 @@ def decide_route(request: RouteRequest, policy: Policy = DEFAULT_POLICY) -> Rout
     )
 
 
-# Answer statuses as the assistant records them (answered, extractive, abstained, no_sources,
-# incomplete, error); only the first three can be improved by asking a stronger model.
+# Answer statuses as the assistant records them (answered, extractive, withheld, abstained,
+# no_sources, incomplete, error); only the first four can be improved by asking a stronger model.
 _NOT_ESCALATED = {
     "no_sources": "no relevant sources: a stronger model cannot answer from nothing",
     "incomplete": "the answer is incomplete: it is reported as such, not re-asked",
@@ -361,6 +361,8 @@ def should_escalate(
         return False, "the model abstained and no relevant source was found"
     if has_unsupported:
         return True, "citation verification found unsupported claims"
+    if status in {"extractive", "withheld"}:
+        return True, "the model's answer could not be verified against its sources"
     return False, "the answer is supported by its sources"
 
 

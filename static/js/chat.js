@@ -25,6 +25,7 @@
     extractive: "The model's answer could not be verified against the documents, so the best-matching passages are quoted instead.",
     abstained: "The model found no support for an answer in the documents.",
     no_sources: "Nothing relevant was found, so no model was asked.",
+    withheld: "The model's answer was not supported by the passages, and none matched the question well enough to quote.",
     refused: "No model may see these documents under the data policy.",
     incomplete: "The answer stopped before it was finished: what arrived is shown, but it is incomplete.",
     error: "No answer could be produced.",

@@ -120,6 +120,30 @@ class TestUngroundedAnswers:
         assert any("thirty days" in c["quote"] for c in message.citations)
         assert "The model wrote" in message.reasoning
 
+    def test_nothing_is_quoted_when_no_passage_matches_the_question(
+        self, staff_user, handbook, fake_llm
+    ):
+        # The handbook's pages pass the relevance floor for this question, but none answers
+        # it: quoting them as an "extractive answer" would mislead, so nothing is shown.
+        fake_llm.provider = "local"
+        fake_llm.default = "Parental leave is sixteen weeks [1]."
+        question = "How many weeks of parental leave does the company policy give?"
+
+        message = ask(staff_user, question)
+
+        assert message.sources, "the passages found are still listed"
+        assert message.status == Message.Status.WITHHELD
+        assert message.content == services.WITHHELD_TEXT
+        assert message.model_answer == "Parental leave is sixteen weeks [1]."
+        assert message.citations == []
+
+    def test_the_support_bar_decides_what_is_quoted(self, staff_user, handbook, fake_llm, settings):
+        fake_llm.provider = "local"
+        fake_llm.default = "You have two weeks to send receipts to the office."
+        settings.EXTRACTIVE_MIN_SUPPORT = 1.01  # above any score: nothing may be quoted
+
+        assert ask(staff_user).status == Message.Status.WITHHELD
+
     def test_abstention_is_recorded(self, staff_user, handbook, fake_llm):
         fake_llm.default = ABSTAIN_TEXT
 

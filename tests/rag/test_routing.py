@@ -277,6 +277,11 @@ def test_the_decision_is_recordable_as_json():
             "citation verification found unsupported claims",
         ),
         (
+            {"status": "withheld", "has_unsupported": False, "abstained": False},
+            True,
+            "the model's answer could not be verified against its sources",
+        ),
+        (
             {"status": "abstained", "has_unsupported": False, "abstained": True},
             True,
             "the model abstained although 3 relevant sources were found",
