@@ -336,11 +336,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         self._send_json(status, {"error": error}, headers)
 
-    def _start_stream(self) -> None:
+    def _start_stream(self, *, closing: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
+        if closing:
+            # Said up front, so the client never puts this connection back in its pool: reusing
+            # it after the close would turn the next request into a random connection error.
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.flush()
 
@@ -384,7 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _disconnect(self, body: dict[str, Any], cut: Disconnect) -> None:
         self.close_connection = True
         chunks = _Chunks(body)
-        self._start_stream()
+        self._start_stream(closing=True)
         self._write(": keep-alive\n\n")
         for event in chunks.text_events(cut.reasoning, cut.answer, "reasoning_content"):
             self._write(event)
