@@ -124,6 +124,14 @@ class BreakerTransition:
     new: BreakerState
 
 
+def _check_breaker_settings(failure_threshold: int, cool_down: float) -> None:
+    """For a breaker, and for a board at once (its breakers are made on first use)."""
+    if failure_threshold < 1:
+        raise ValueError("failure_threshold must be >= 1")
+    if cool_down < 0:
+        raise ValueError("cool_down must not be negative")
+
+
 class CircuitBreaker:
     """Closed → open after ``failure_threshold`` consecutive failures → half-open after
     ``cool_down`` seconds (one probe request at a time) → closed on the probe's success, open
@@ -143,10 +151,7 @@ class CircuitBreaker:
         now: Callable[[], float] = time.monotonic,
         on_change: Callable[[BreakerTransition], None] | None = None,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError("failure_threshold must be >= 1")
-        if cool_down < 0:
-            raise ValueError("cool_down must not be negative")
+        _check_breaker_settings(failure_threshold, cool_down)
         self.name = name
         self.failure_threshold = failure_threshold
         self.cool_down = cool_down
@@ -246,10 +251,7 @@ class BreakerBoard:
         now: Callable[[], float] = time.monotonic,
         on_change: Callable[[BreakerTransition], None] | None = None,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError("failure_threshold must be >= 1")
-        if cool_down < 0:
-            raise ValueError("cool_down must not be negative")
+        _check_breaker_settings(failure_threshold, cool_down)
         self.failure_threshold = failure_threshold
         self.cool_down = cool_down
         self.now = now
