@@ -30,19 +30,15 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.docs import make_pdf, make_scanned_pdf  # noqa: E402
 from tests.fakes.deepseek import FakeDeepSeek, Scripted  # noqa: E402
-from tests.live import PASSWORD, Server, embedded_env, manage  # noqa: E402
+from tests.live import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Server,
+    embedded_env,
+    manage,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-# Chromium's own background traffic goes nowhere on a closed network; keep it quiet.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 90_000  # the first upload loads the embedding model in the worker
 AUDITOR, AUDITOR_PASSWORD = "dana.auditor", "screenshots-auditor-pw"

@@ -14,6 +14,19 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "embedded-test-pw"
 
+# Debian's chromium, driven by Playwright (which cannot download its own browsers here).
+CHROMIUM = "/usr/bin/chromium"
+# Chromium's own background traffic is refused on this closed network; keep it quiet.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of the embedded default: no server URLs, everything under data_dir."""

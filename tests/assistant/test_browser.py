@@ -9,23 +9,11 @@ import pytest
 
 from tests.docs import make_pdf
 from tests.fakes.deepseek import FakeDeepSeek, Reply
-from tests.live import PASSWORD, Server, embedded_env, manage
+from tests.live import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Server, embedded_env, manage
 
 from .conftest import HANDBOOK
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-# Chromium's own background traffic is refused on this closed network; keep it quiet.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
