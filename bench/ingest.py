@@ -34,7 +34,7 @@ from _eval_suite import (  # noqa: E402
     eval_suite_version,
 )
 
-from bench._app import set_up_embedded_app  # noqa: E402
+from bench._app import set_up_embedded_app, upload_and_ingest  # noqa: E402
 from bench._machine import emit, machine_facts  # noqa: E402  (_eval_suite put the root on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,6 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
 
     from ingest import services
     from ingest.components import get_chunker, get_embedder, get_store
-    from ingest.models import Document
     from rag import parsing
 
     # One-off start-up costs, not ingestion: load the model, open the store, create the collection.
@@ -156,43 +155,11 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
     log(f"model loaded and store opened in {time.perf_counter() - started:.1f}s")
     collection = services.collection_get_or_create(slug="bench", name="Benchmark")
 
-    profiler = None
-    if args.profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-
     # --- the pipeline: upload + ingest every document, timed as a whole --------------------------
-    documents = []
-    started = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    for path in paths:
-        with path.open("rb") as handle:
-            documents.append(
-                services.document_upload(
-                    file=handle, name=path.name, collection=collection, enqueue=False
-                )
-            )
-    uploaded = time.perf_counter()
-    for number, document in enumerate(documents, start=1):
-        services.document_ingest(document_id=document.id)
-        if number % 25 == 0 or number == len(documents):
-            elapsed = time.perf_counter() - started
-            log(f"ingested {number}/{len(documents)} documents in {elapsed:.1f}s")
-    finished = time.perf_counter()
-    if profiler:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
-        log(f"profile of the timed section written to {args.profile}")
-
+    done = upload_and_ingest(paths, collection, log=log, every=25, profile=args.profile)
+    started, uploaded, finished, rows = done.started, done.uploaded, done.finished, done.rows
     seconds = finished - started
-    rows = list(Document.objects.filter(pk__in=[d.id for d in documents]).order_by("id"))
-    failed = [
-        f"{row.name}: {row.status} {row.error}"
-        for row in rows
-        if row.status != Document.Status.READY
-    ]
+    failed = done.failed
     for line in failed:
         log(f"not ready: {line}")
     chunks = sum(row.chunk_count or 0 for row in rows)
