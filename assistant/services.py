@@ -443,26 +443,23 @@ def answer_unrecorded(
     except llms.UnknownModel as exc:
         raise QuestionError(str(exc)) from exc
     run = _Run(question=question)
+
+    def not_asked(status: str, content: str) -> Draft:
+        return Draft(
+            status=status,
+            content=content,
+            model_answer="",
+            llm_id=choice.id,
+            model=choice.llm.model,
+            sources=(),
+        )
+
     used = tuple(s for s in sources if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE)
     if not used:
-        return Draft(
-            status=Turn.Status.NO_SOURCES,
-            content=NO_SOURCES_TEXT,
-            model_answer="",
-            llm_id=choice.id,
-            model=choice.llm.model,
-            sources=(),
-        )
+        return not_asked(Turn.Status.NO_SOURCES, NO_SOURCES_TEXT)
     refused = route_refusal(question=question, sources=used, model_id=choice.id)
     if refused:
-        return Draft(
-            status=Turn.Status.REFUSED,
-            content=refused,
-            model_answer="",
-            llm_id=choice.id,
-            model=choice.llm.model,
-            sources=(),
-        )
+        return not_asked(Turn.Status.REFUSED, refused)
     # Only the chosen model: a fallback's answer would be scored as this model's.
     steps = _generate((choice.id,), question=question, sources=used, history=[], run=run)
     while True:  # the events are for a browser; only the generator's result matters here
