@@ -25,51 +25,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
-        retrieval = kinds.add_parser("retrieval", help="recall, MRR and nDCG per search mode")
-        retrieval.add_argument(
-            "--dataset", required=True, help="halueval-qa | feedback | PATH to a JSONL file"
-        )
         # Types are checked in the service, not by argparse: a bad value must exit 2 even when
         # the command is called from code (argparse errors become exit 1 there).
-        retrieval.add_argument("--limit", help="first N questions (halueval-qa: default 200)")
+        retrieval = kinds.add_parser("retrieval", help="recall, MRR and nDCG per search mode")
+        _common(
+            retrieval,
+            datasets="halueval-qa | feedback | PATH to a JSONL file",
+            default_limit=200,
+        )
         retrieval.add_argument("--k", "-k", default="10", help="results per query (>= 10)")
-        retrieval.add_argument(
-            "--passages", help="halueval-qa corpus size with distractors (default 5 x --limit)"
-        )
-        retrieval.add_argument("--json", action="store_true", help="compact JSON (one line)")
-        retrieval.add_argument(
-            "--gate", action="store_true", help="exit 1 if a metric fell since the previous run"
-        )
-        retrieval.add_argument(
-            "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
-        )
 
         answers_ = kinds.add_parser(
             "answers", help="correctness, citation precision, abstention, judged faithfulness"
         )
-        answers_.add_argument(
-            "--dataset", required=True, help="halueval-qa | PATH to a JSONL file with answers"
+        _common(
+            answers_, datasets="halueval-qa | PATH to a JSONL file with answers", default_limit=20
         )
         answers_.add_argument("--model", help="model id to evaluate (default: the default model)")
         answers_.add_argument(
             "--judge", help="model id of the faithfulness judge (default: EVAL_JUDGE_MODEL)"
         )
-        answers_.add_argument("--limit", help="first N questions (halueval-qa: default 20)")
         answers_.add_argument(
             "--negatives", help="questions also asked without their evidence (default: all)"
         )
         answers_.add_argument(
             "--calibration", help="HaluEval answer pairs to calibrate the judge on (default 25)"
-        )
-        answers_.add_argument(
-            "--passages", help="halueval-qa corpus size with distractors (default 5 x --limit)"
-        )
-        answers_.add_argument("--json", action="store_true", help="compact JSON (one line)")
-        answers_.add_argument(
-            "--gate", action="store_true", help="exit 1 if a metric fell since the previous run"
-        )
-        answers_.add_argument(
-            "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
         )
 
     def handle(self, *args, kind: str, **options):
@@ -122,6 +102,22 @@ class Command(BaseCommand):
 
     def _log(self, message: str) -> None:
         self.stderr.write(f"[eval] {message}")
+
+
+def _common(parser, *, datasets: str, default_limit: int) -> None:
+    """The options every kind of evaluation takes."""
+    parser.add_argument("--dataset", required=True, help=datasets)
+    parser.add_argument("--limit", help=f"first N questions (halueval-qa: default {default_limit})")
+    parser.add_argument(
+        "--passages", help="halueval-qa corpus size with distractors (default 5 x --limit)"
+    )
+    parser.add_argument("--json", action="store_true", help="compact JSON (one line)")
+    parser.add_argument(
+        "--gate", action="store_true", help="exit 1 if a metric fell since the previous run"
+    )
+    parser.add_argument(
+        "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
+    )
 
 
 def _number(kind, flag: str, value):
