@@ -1,4 +1,5 @@
-"""JSON API for documents: POST/GET /api/v1/documents, GET/DELETE /api/v1/documents/<id>."""
+"""JSON API for documents: POST/GET /api/v1/documents, GET/DELETE /api/v1/documents/<id>,
+POST /api/v1/documents/<id>/reindex and /api/v1/documents/reindex-outdated."""
 
 from __future__ import annotations
 
@@ -95,3 +96,13 @@ def document_reindex(request: HttpRequest, document_id: int) -> JsonResponse:
     except services.DocumentError as exc:
         return _error(409, str(exc))
     return JsonResponse(selectors.document_json(document), status=202)
+
+
+@api_login_required
+@require_http_methods(["POST"])
+def documents_reindex_outdated(request: HttpRequest) -> JsonResponse:
+    """Queue every ready document indexed by an older parser/chunker version."""
+    if denied := _require_admin(request):
+        return denied
+    queued = services.documents_reindex(outdated_only=True, by=request.user)
+    return JsonResponse({"documents": [selectors.document_json(d) for d in queued]}, status=202)

@@ -65,6 +65,9 @@ class Document(models.Model):
     error = models.TextField(blank=True, help_text="Why the document failed, for the admin")
     warnings = models.JSONField(default=list, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    chunker_version = models.CharField(
+        max_length=16, blank=True, help_text="rag.chunking.CHUNKER_VERSION it was indexed with"
+    )
     duplicate_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates"
     )

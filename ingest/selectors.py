@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from accounts import roles
+from rag.chunking import CHUNKER_VERSION
 
 from .models import Collection, Document
 
@@ -73,6 +74,9 @@ def document_json(document: Document) -> dict:
         "sha256": document.sha256,
         "duplicate_of": document.duplicate_of_id,
         "attempts": document.attempts,
+        # indexed by an older parser/chunker: a re-index brings it up to date
+        "outdated": document.status == Document.Status.READY
+        and document.chunker_version != CHUNKER_VERSION,
         "created_at": document.created_at.isoformat(),
         "updated_at": document.updated_at.isoformat(),
     }

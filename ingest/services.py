@@ -22,7 +22,7 @@ from django.utils.text import slugify
 from accounts import roles
 from audit.services import audit_append
 from rag import injection, parsing
-from rag.chunking import chunk_id_for
+from rag.chunking import CHUNKER_VERSION, chunk_id_for
 from rag.types import IndexedChunk
 
 from .components import get_chunker, get_embedder, get_lexical_encoder, get_store
@@ -223,7 +223,9 @@ def document_enqueue(*, document: Document) -> None:
     transaction.on_commit(send)
 
 
-def document_reindex(*, document: Document, by: AbstractBaseUser | None = None) -> Document:
+def document_reindex(
+    *, document: Document, by: AbstractBaseUser | None = None, enqueue: bool = True
+) -> Document:
     if document.status == Document.Status.DUPLICATE:
         raise DocumentError("this is a duplicate: re-index the original document instead")
     if not document.file:
@@ -244,11 +246,36 @@ def document_reindex(*, document: Document, by: AbstractBaseUser | None = None) 
             finished_at=None,
             updated_at=timezone.now(),
         )
-        document_enqueue(document=document)
+        if enqueue:
+            document_enqueue(document=document)
         document.refresh_from_db()
         _audit(document, "document.reindex", actor=by)
         _document_changed(document.pk)
     return document
+
+
+def documents_reindex(
+    *,
+    collection: Collection | None = None,
+    outdated_only: bool = False,
+    by: AbstractBaseUser | None = None,
+    enqueue: bool = True,
+) -> list[Document]:
+    """Re-index every finished document that has its original (of ``collection``, or all): what
+    a new parser or chunker does to documents already indexed. ``outdated_only``: only the ready
+    ones indexed by another chunker version. Duplicates follow their original; documents being
+    processed are left alone. Returns the documents queued, oldest first; ``enqueue=False``
+    leaves them queued for the caller to process (``manage.py ingest --reindex --sync``)."""
+    documents = Document.objects.filter(
+        status__in=(Document.Status.READY, Document.Status.FAILED)
+    ).exclude(file="")
+    if collection is not None:
+        documents = documents.filter(collection=collection)
+    if outdated_only:
+        documents = documents.filter(status=Document.Status.READY).exclude(
+            chunker_version=CHUNKER_VERSION
+        )
+    return [document_reindex(document=d, by=by, enqueue=enqueue) for d in documents.order_by("id")]
 
 
 def document_delete(*, document: Document, by: AbstractBaseUser | None = None) -> None:
@@ -359,6 +386,7 @@ def document_ingest(*, document_id: int) -> Document:
         media_type=parsed.media_type,
         page_count=parsed.page_count,
         chunk_count=len(chunks),
+        chunker_version=CHUNKER_VERSION,
         warnings=list(parsed.warnings) + _injection_warnings(flagged),
         error="",
         finished_at=timezone.now(),

@@ -112,6 +112,11 @@ def collapse_near_duplicates(
     return kept
 
 
+def content_first(chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """Content passages in their order, then navigation passages in theirs (a stable sort)."""
+    return sorted(chunks, key=lambda chunk: chunk.kind == "navigation")
+
+
 # ---------------------------------------------------------------------------------------------
 # The retriever
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +144,11 @@ class Retriever:
       the question and is only vaguely related. ``None`` (default) drops nothing. In dense mode
       no hit has lexical support, so it is a plain cosine cut-off there. (With the packaged
       MiniLM, unrelated sentences score about -0.1 to 0.2 and a close paraphrase about 0.5.)
+    - ``navigation_last``: passages of navigation pages (contents, index, lists of figures;
+      ``kind == "navigation"``) come after every content passage found. A contents page repeats
+      the words of every heading, so it matches a section's name better than the section does;
+      it is kept (findable by name, and listed when nothing else matches) but never outranks
+      the pages it points to.
     - ``lexical``: the BM25 encoder; only its tokenizer matters for queries (weights are 1, the
       IDF comes from the store), so it must tokenize as the indexing encoder did.
 
@@ -163,6 +173,7 @@ class Retriever:
     lexical_weight: float = 1.0
     dedup_threshold: float | None = 0.9
     min_dense_score: float | None = None
+    navigation_last: bool = True
 
     def __post_init__(self) -> None:
         _check_mode(self.mode)
@@ -223,6 +234,8 @@ class Retriever:
                 if hit.lexical_rank is not None
                 or (hit.dense_score is not None and hit.dense_score >= self.min_dense_score)
             ]
+        if self.navigation_last:
+            ranked = content_first(ranked)
         if self.dedup_threshold is None:
             return ranked[:k]
         return collapse_near_duplicates(ranked, threshold=self.dedup_threshold, limit=k)

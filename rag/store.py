@@ -57,7 +57,12 @@ class VectorStore(Protocol):
 TRAILING_PROBE = 64  # point ids looked up per round by delete_trailing
 
 # Filtered fields: the access filter (collection), deletes (document_id), neighbours (chunk_index)
-PAYLOAD_INDEXES = {"document_id": "KEYWORD", "collection": "KEYWORD", "chunk_index": "INTEGER"}
+PAYLOAD_INDEXES = {
+    "document_id": "KEYWORD",
+    "collection": "KEYWORD",
+    "chunk_index": "INTEGER",
+    "kind": "KEYWORD",
+}
 
 
 class QdrantStore:
@@ -325,6 +330,7 @@ def payload_for(item: IndexedChunk) -> dict:
         "text": chunk.text,
         "heading_path": list(chunk.heading_path),
         "content_hash": chunk.content_hash,
+        "kind": chunk.kind,
         **item.payload,
     }
 
@@ -342,6 +348,8 @@ def scored_from(point_id, score: float, payload: dict) -> ScoredChunk:
         heading_path=tuple(payload.get("heading_path") or ()),
         document_name=str(payload.get("document_name", "")),
         injection_reasons=tuple((payload.get("injection") or {}).get("reasons") or ()),
+        # points written before chunk kinds existed are content
+        kind="navigation" if payload.get("kind") == "navigation" else "content",
     )
 
 

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 BlockKind = Literal["heading", "paragraph"]
+# "navigation": a table of contents, an index, a list of figures or tables. Such passages stay
+# searchable by name but are never given to a model, never quoted as an answer and rank after
+# content when answering.
+ChunkKind = Literal["content", "navigation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ class Chunk:
     text: str
     heading_path: tuple[str, ...] = ()
     content_hash: str = ""
+    kind: ChunkKind = "content"
 
     @property
     def embedding_text(self) -> str:
@@ -100,6 +105,7 @@ class ScoredChunk:
     lexical_rank: int | None = None
     # Set when ingestion screening found instruction-like or hidden text (rag.injection).
     injection_reasons: tuple[str, ...] = ()
+    kind: ChunkKind = "content"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +161,9 @@ class Completion:
     finish_reason: str | None = None
 
 
-Verdict = Literal["supported", "partial", "unsupported"]
+# "quoted": a sentence shown verbatim from a passage (an extractive answer), never a model's claim;
+# the other three are the verifier's judgement of a model's sentence.
+Verdict = Literal["supported", "partial", "unsupported", "quoted"]
 
 
 @dataclass(frozen=True, slots=True)

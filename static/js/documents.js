@@ -14,6 +14,8 @@
   let documents = JSON.parse(document.getElementById("initial-documents").textContent);
   const uploads = new Map(); // temporary rows for files still being sent
   let pollTimer = null;
+  const outdatedBox = document.getElementById("outdated");
+  const outdatedText = document.getElementById("outdated-text");
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -76,6 +78,11 @@
         actions(doc)));
     }
     empty.hidden = documents.length > 0 || uploads.size > 0;
+    const outdated = documents.filter((d) => d.outdated).length;
+    outdatedBox.hidden = outdated === 0;
+    outdatedText.textContent = outdated === 1
+      ? "1 document was indexed by an older version of the parser (without the page cleaning and section paths of this one)."
+      : outdated + " documents were indexed by an older version of the parser (without the page cleaning and section paths of this one).";
   }
 
   function say(message, isError) {
@@ -147,6 +154,14 @@
     }
     refresh();
   }
+
+  async function reindexOutdated() {
+    const response = await fetch(API + "/reindex-outdated", { method: "POST", headers: { "X-CSRFToken": csrf, Accept: "application/json" }, credentials: "same-origin" });
+    if (response.ok) say((await response.json()).documents.length + " document(s) queued for re-indexing", false);
+    else say("re-index failed (status " + response.status + ")", true);
+    refresh();
+  }
+  document.getElementById("reindex-outdated").addEventListener("click", reindexOutdated);
 
   function reindex(doc) { mutate("POST", API + "/" + doc.id + "/reindex", doc, "re-index"); }
   function remove(doc) {

@@ -33,6 +33,7 @@ class TestPermissions:
             ("get", f"{API}/1"),
             ("delete", f"{API}/1"),
             ("post", f"{API}/1/reindex"),
+            ("post", f"{API}/reindex-outdated"),
         ],
     )
     def test_api_needs_a_login(self, client, method, path):
@@ -55,6 +56,7 @@ class TestPermissions:
         assert response.status_code == 403
         assert staff_client.delete(f"{API}/{document.pk}").status_code == 403
         assert staff_client.post(f"{API}/{document.pk}/reindex").status_code == 403
+        assert staff_client.post(f"{API}/reindex-outdated").status_code == 403
         assert Document.objects.count() == 1
 
     def test_upload_page_is_for_admins(self, staff_client, admin_user):
@@ -165,6 +167,22 @@ class TestDetailDeleteReindex:
 
         assert response.status_code == 202
         assert response.json()["status"] == "queued" and response.json()["error"] is None
+        assert len(queued) == 1
+
+    def test_documents_indexed_by_an_older_chunker_are_flagged_and_reindexed(
+        self, admin_client, collection, django_capture_on_commit_callbacks
+    ):
+        current = ingest(b"Parking memo: use level two.", "memo.txt", collection)
+        older = ingest(b"Kitchen memo: the fridge is emptied on Fridays.", "k.txt", collection)
+        Document.objects.filter(pk=older.pk).update(chunker_version="1")
+        listed = {d["id"]: d["outdated"] for d in admin_client.get(API).json()["documents"]}
+        assert listed == {current.pk: False, older.pk: True}
+
+        with django_capture_on_commit_callbacks() as queued:
+            response = admin_client.post(f"{API}/reindex-outdated")
+
+        assert response.status_code == 202
+        assert [d["id"] for d in response.json()["documents"]] == [older.pk]
         assert len(queued) == 1
 
     def test_reindex_of_a_duplicate_is_a_conflict(self, admin_client, collection):

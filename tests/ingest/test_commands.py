@@ -11,13 +11,16 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ingest.models import Document
+from rag.chunking import CHUNKER_VERSION
 from tests.docs import make_pdf
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST_KEYS = {"id", "name", "collection", "status", "pages", "chunks", "error"}
-RESULT_KEYS = {"rank", "chunk_id", "document_id", "document", "page", "score", "text"}
+RESULT_KEYS = {
+    "rank", "chunk_id", "document_id", "document", "page", "score", "text", "section", "kind"
+}  # fmt: skip
 
 
 def run(*args) -> list[dict]:
@@ -77,6 +80,44 @@ class TestIngest:
         assert line["status"] == "queued"
         assert len(queued) == 1
         assert Document.objects.get(pk=line["id"]).status == "queued"
+
+    def test_reindex_processes_the_uploaded_originals_again(self, corpus):
+        first = run("ingest", str(corpus), "--sync", "--json", "--collection", "policies")
+        ids = {line["name"]: line["id"] for line in first}
+        # as if indexed by an older chunker: --outdated picks exactly those
+        Document.objects.filter(pk=ids["travel.pdf"]).update(chunker_version="1")
+
+        outdated = run("ingest", "--reindex", "--outdated", "--sync", "--json")
+        assert [(line["id"], line["status"]) for line in outdated] == [(ids["travel.pdf"], "ready")]
+        travel = Document.objects.get(pk=ids["travel.pdf"])
+        assert travel.chunker_version == CHUNKER_VERSION
+
+        again = run("ingest", "--reindex", "--collection", "policies", "--sync", "--json")
+        # every finished document with its original, the failed one too (it may parse now)
+        assert sorted(line["name"] for line in again) == ["broken.pdf", "security.md", "travel.pdf"]
+        assert {line["name"]: line["status"] for line in again}["broken.pdf"] == "failed"
+
+    def test_reindex_without_sync_queues_for_the_worker(
+        self, corpus, django_capture_on_commit_callbacks
+    ):
+        run("ingest", str(corpus / "policies" / "travel.pdf"), "--sync", "--json")
+        with django_capture_on_commit_callbacks() as queued:
+            (line,) = run("ingest", "--reindex", "--json")
+        assert line["status"] == "queued" and len(queued) == 1
+
+    @pytest.mark.parametrize(
+        "args, message",
+        [
+            (["--reindex", "x.pdf"], "takes no PATH"),
+            ([], "at least one PATH"),
+            (["x.pdf", "--outdated"], "goes with --reindex"),
+            (["--reindex", "--collection", "nope"], "no collection 'nope'"),
+        ],
+    )
+    def test_reindex_usage_errors(self, args, message):
+        with pytest.raises(CommandError, match=message) as error:
+            call_command("ingest", *args, stdout=io.StringIO())
+        assert error.value.returncode == 2
 
     def test_missing_path_is_a_usage_error(self, tmp_path):
         with pytest.raises(CommandError, match="no such file or folder") as error:

@@ -10,7 +10,12 @@ import pytest
 from rag.chunking import chunk_id_for
 from rag.embedding import SentenceTransformerEmbedder
 from rag.lexical import BM25Encoder
-from rag.retrieval import Retriever, collapse_near_duplicates, reciprocal_rank_fusion
+from rag.retrieval import (
+    Retriever,
+    collapse_near_duplicates,
+    content_first,
+    reciprocal_rank_fusion,
+)
 from rag.store import QdrantStore
 from rag.types import Chunk, IndexedChunk, ScoredChunk, SparseVector
 
@@ -380,6 +385,82 @@ class TestRetrieverEndToEnd:
         assert retriever.search("   ", k=5) == []
         assert retriever.search("the of and", k=3, mode="lexical") == []  # only stop words
         assert len(retriever.search("the of and", k=3)) == 3  # the dense half still answers
+
+
+# A manual's contents page names every section; the section itself is worded differently.
+CONTENTS = (
+    "Contents\n1 Travel expenses and refunds ........ 3\n2 Kitchen rules ........ 5\n"
+    "3 Parking in the garage ........ 6\n4 Holiday requests ........ 8"
+)
+SECTION = (
+    "Staff who paid for a business trip themselves get the money back once the finance "
+    "office has the receipts; refunds are paid with the next salary."
+)
+HEADING_QUERY = "Travel expenses and refunds"
+
+
+@pytest.fixture(scope="module")
+def manual(embedder, tmp_path_factory) -> Iterator[QdrantStore]:
+    """A contents page (navigation) and the section it points to, in a real embedded store."""
+    encoder = BM25Encoder()
+    store = QdrantStore(path=str(tmp_path_factory.mktemp("manual") / "q"), dimension=384)
+    chunks = [
+        Chunk(
+            id=chunk_id_for("sha-manual", index),
+            doc_id="manual",
+            index=index,
+            page=page,
+            start=0,
+            end=len(text),
+            text=text,
+            kind=kind,
+        )
+        for index, (page, text, kind) in enumerate(
+            [(2, CONTENTS, "navigation"), (3, SECTION, "content")]
+        )
+    ]
+    vectors = embedder.embed([c.embedding_text for c in chunks])
+    store.upsert(
+        [
+            IndexedChunk(
+                chunk=chunk,
+                dense=tuple(float(x) for x in vector),
+                sparse=encoder.encode_document(chunk.embedding_text),
+                payload={"collection": HANDBOOK, "document_name": "manual.pdf"},
+            )
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+    )
+    yield store
+    store.close()
+
+
+class TestNavigationLast:
+    def test_content_first_is_a_stable_partition(self):
+        nav = [
+            ScoredChunk(**{**vars_of(hit(f"n{i}", "x")), "kind": "navigation"}) for i in range(2)
+        ]
+        content = [hit(f"c{i}", "y") for i in range(3)]
+        mixed = [nav[0], content[0], content[1], nav[1], content[2]]
+        assert ids(content_first(mixed)) == ["c0", "c1", "c2", "n0", "n1"]
+        assert ids(mixed) == ["n0", "c0", "c1", "n1", "c2"]  # input untouched
+
+    def test_the_kind_survives_the_store(self, manual):
+        kinds = {
+            hit.page: hit.kind
+            for hit in manual.search_lexical(BM25Encoder().encode_query(HEADING_QUERY), k=5)
+        }
+        assert kinds == {2: "navigation", 3: "content"}
+
+    def test_a_contents_page_that_matches_best_comes_after_the_section(self, embedder, manual):
+        unordered = Retriever(embedder=embedder, store=manual, navigation_last=False)
+        assert [h.page for h in unordered.search(HEADING_QUERY, k=2)][0] == 2  # the trap
+        ranked = Retriever(embedder=embedder, store=manual).search(HEADING_QUERY, k=2)
+        assert [(h.page, h.kind) for h in ranked] == [(3, "content"), (2, "navigation")]
+
+
+def vars_of(chunk: ScoredChunk) -> dict:
+    return {name: getattr(chunk, name) for name in ScoredChunk.__slots__}
 
 
 class SpyStore:

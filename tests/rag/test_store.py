@@ -500,6 +500,7 @@ class TestQdrantCluster:
             "document_id": "keyword",
             "collection": "keyword",
             "chunk_index": "integer",
+            "kind": "keyword",
         }
 
     def test_server_defaults_when_not_set(self, recording_qdrant):

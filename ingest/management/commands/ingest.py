@@ -1,13 +1,19 @@
-"""manage.py ingest PATH... [--collection SLUG] [--sync] [--json]"""
+"""manage.py ingest PATH... [--collection SLUG] [--sync] [--json]
+manage.py ingest --reindex [--outdated] [--collection SLUG] [--sync] [--json]
+
+--reindex parses, chunks and indexes again the documents already uploaded (of one collection, or
+all): what a new version of the parser or chunker changes reaches them this way. --outdated
+keeps to the documents indexed by another chunker version."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from ingest import services
 from ingest.components import get_store
-from ingest.models import Document
+from ingest.models import Collection, Document
 from ingest.tasks import document_ingest_task
 from rag.parsing import EXTENSIONS
 from rag.store import StoreLocked, StoreUnavailable
@@ -17,9 +23,21 @@ class Command(BaseCommand):
     help = "Ingest files or folders (recursed). JSON lines with --json, one per document."
 
     def add_arguments(self, parser):
-        parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument("paths", nargs="*", metavar="PATH")
         parser.add_argument(
-            "--collection", default=services.DEFAULT_COLLECTION_SLUG, metavar="SLUG"
+            "--collection",
+            metavar="SLUG",
+            help=f"default: {services.DEFAULT_COLLECTION_SLUG} (with --reindex: every collection)",
+        )
+        parser.add_argument(
+            "--reindex",
+            action="store_true",
+            help="re-index the documents already uploaded instead of adding files",
+        )
+        parser.add_argument(
+            "--outdated",
+            action="store_true",
+            help="with --reindex: only documents indexed by an older chunker version",
         )
         parser.add_argument(
             "--sync", action="store_true", help="process here and wait for the result"
@@ -28,19 +46,29 @@ class Command(BaseCommand):
             "--json", action="store_true", help="print one JSON object per document"
         )
 
-    def handle(self, *args, paths, collection, sync, json: bool, **options):
+    def handle(self, *args, paths, collection, sync, json: bool, reindex, outdated, **options):
+        if reindex and paths:
+            raise CommandError(
+                "--reindex takes no PATH: it re-reads the uploaded originals", returncode=2
+            )
+        if not reindex and not paths:
+            raise CommandError("give at least one PATH (or --reindex)", returncode=2)
+        if outdated and not reindex:
+            raise CommandError("--outdated goes with --reindex", returncode=2)
         files = self._expand(paths)
         if sync:
             try:
                 get_store().ensure_collection()
             except (StoreLocked, StoreUnavailable) as exc:
                 raise CommandError(str(exc), returncode=1) from exc
-        target = services.collection_get_or_create(slug=collection)
-        for path in files:
-            with path.open("rb") as handle:
-                document = services.document_upload(
-                    file=handle, name=path.name, collection=target, enqueue=not sync
-                )
+        if reindex:
+            documents = self._reindex(collection, outdated=outdated, sync=sync)
+        else:
+            target = services.collection_get_or_create(
+                slug=collection or services.DEFAULT_COLLECTION_SLUG
+            )
+            documents = self._upload(files, target, sync=sync)
+        for document in documents:
             if sync and document.status == Document.Status.QUEUED:
                 document_ingest_task.apply(args=[document.pk])
                 document.refresh_from_db()
@@ -49,6 +77,27 @@ class Command(BaseCommand):
             self.stderr.write(
                 "Queued: the worker processes them (the running app on the embedded default)."
             )
+
+    def _upload(self, files: list[Path], target, *, sync: bool) -> Iterator[Document]:
+        for path in files:
+            with path.open("rb") as handle:
+                yield services.document_upload(
+                    file=handle, name=path.name, collection=target, enqueue=not sync
+                )
+
+    def _reindex(self, slug: str | None, *, outdated: bool, sync: bool) -> list[Document]:
+        target = None
+        if slug is not None:
+            target = Collection.objects.filter(slug=slug).first()
+            if target is None:
+                raise CommandError(f"no collection {slug!r}", returncode=2)
+        # With --sync this process does the work: nothing is handed to a worker.
+        documents = services.documents_reindex(
+            collection=target, outdated_only=outdated, enqueue=not sync
+        )
+        if not documents:
+            self.stderr.write("nothing to re-index")
+        return documents
 
     def _expand(self, paths: list[str]) -> list[Path]:
         files: list[Path] = []

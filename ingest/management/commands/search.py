@@ -20,6 +20,8 @@ def result_json(rank: int, hit) -> dict:
         "page": hit.page,
         "score": round(hit.score, 6),
         "text": hit.text,
+        "section": list(hit.heading_path),
+        "kind": hit.kind,
     }
 
 
@@ -63,9 +65,12 @@ class Command(BaseCommand):
             return
         for r in results:
             page = f" p.{r['page']}" if r["page"] else ""
+            section = f" — {' › '.join(r['section'])}" if r["section"] else ""
+            contents = " (contents/index page)" if r["kind"] == "navigation" else ""
             text = " ".join(r["text"].split())
             self.stdout.write(
-                f"{r['rank']:>2}. {r['score']:.3f}  {r['document']}{page}\n    {text[:200]}"
+                f"{r['rank']:>2}. {r['score']:.3f}  {r['document']}{page}{section}{contents}\n"
+                f"    {text[:200]}"
             )
         self.stderr.write(f"{len(results)} results in {latency_ms} ms")
 
