@@ -1,8 +1,10 @@
 """Structure-aware chunking: headings -> paragraphs -> sentences -> words.
 
-A chunk never crosses a page (citations stay page-exact) or a heading (a passage keeps one
-topic). Paragraphs are packed greedily up to ``target_tokens``; a paragraph that is too long is
-split into sentences, a sentence that is too long into word windows, and a "word" that is too long
+A chunk never crosses a page (citations stay page-exact), a heading (a passage keeps one
+topic) or the border between navigation text (contents, index) and content: a chunk of a contents
+page is ``kind="navigation"`` and never carries prose, so it can be ranked and filtered apart.
+Paragraphs are packed greedily up to ``target_tokens``; a paragraph that is too long is split
+into sentences, a sentence that is too long into word windows, and a "word" that is too long
 (a megabyte without a space) into fixed character windows. Consecutive chunks of one section share
 about ``overlap`` of their tokens, taken as whole trailing units of the previous chunk.
 
@@ -18,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .types import Chunk, Page, ParsedDocument
+from .types import Chunk, ChunkKind, Page, ParsedDocument
 
 # Recorded on every document at ingestion; bumped whenever parsing or chunking changes what a
 # document's passages are, so documents indexed by an older version can be found and re-indexed.
@@ -66,19 +68,31 @@ class Chunker:
 
     def split(self, document: ParsedDocument, *, doc_id: str, doc_sha256: str) -> list[Chunk]:
         chunks: list[Chunk] = []
-        headings: list[tuple[int, str]] = []  # (level, text) stack, carried across pages
+        # (level, text, from a navigation page) stack, carried across pages
+        headings: list[tuple[int, str, bool]] = []
         for page in document.pages:
             section: list[_Unit] = []
+            kind: ChunkKind = "content"
             for block in page.blocks:
+                navigation = block.navigation or page.navigation
                 if block.kind == "heading":
-                    self._emit(chunks, page, section, headings, doc_id, doc_sha256)
+                    self._emit(chunks, page, section, headings, kind, doc_id, doc_sha256)
                     section = []
+                    title = " ".join((block.title or page.text[block.start : block.end]).split())
+                    if not title:
+                        continue
                     while headings and headings[-1][0] >= block.level:
                         headings.pop()
-                    headings.append((block.level, page.text[block.start : block.end]))
-                else:
-                    section.extend(self._units(page.text, block.start, block.end))
-            self._emit(chunks, page, section, headings, doc_id, doc_sha256)
+                    headings.append((block.level, title, navigation))
+                    continue
+                block_kind: ChunkKind = "navigation" if navigation else "content"
+                if block_kind != kind:  # contents and index text never share a chunk with prose
+                    self._emit(chunks, page, section, headings, kind, doc_id, doc_sha256)
+                    section, kind = [], block_kind
+                if not navigation:  # "Contents" is not the section of the text that follows it
+                    headings[:] = [h for h in headings if not h[2]]
+                section.extend(self._units(page.text, block.start, block.end))
+            self._emit(chunks, page, section, headings, kind, doc_id, doc_sha256)
         return chunks
 
     # -- units ---------------------------------------------------------------------------------
@@ -138,24 +152,25 @@ class Chunker:
         chunks: list[Chunk],
         page: Page,
         units: list[_Unit],
-        headings: list[tuple[int, str]],
+        headings: list[tuple[int, str, bool]],
+        kind: ChunkKind,
         doc_id: str,
         doc_sha256: str,
     ) -> None:
-        path = tuple(text for _, text in headings)
+        path = tuple(text for _, text, _ in headings)
         overlap_budget = int(self.target_tokens * self.overlap)
         current: list[_Unit] = []
         tokens = 0
         fresh = False  # does `current` hold a unit not yet emitted?
         for unit in units:
             if current and tokens + unit.tokens > self.target_tokens:
-                self._append(chunks, page, current, path, doc_id, doc_sha256)
+                self._append(chunks, page, current, path, kind, doc_id, doc_sha256)
                 current, tokens = self._tail(current, overlap_budget, unit.tokens)
             current.append(unit)
             tokens += unit.tokens
             fresh = True
         if fresh:
-            self._append(chunks, page, current, path, doc_id, doc_sha256)
+            self._append(chunks, page, current, path, kind, doc_id, doc_sha256)
 
     def _tail(self, units: list[_Unit], budget: int, incoming: int) -> tuple[list[_Unit], int]:
         """Trailing units of the chunk just emitted that fit the overlap budget and leave room."""
@@ -177,6 +192,7 @@ class Chunker:
         page: Page,
         units: list[_Unit],
         path: tuple[str, ...],
+        kind: ChunkKind,
         doc_id: str,
         doc_sha256: str,
     ) -> None:
@@ -194,6 +210,7 @@ class Chunker:
                 text=text,
                 heading_path=path,
                 content_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
+                kind=kind,
             )
         )
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import PurePath
 
 import filetype
 from charset_normalizer import from_bytes
 
+from .pdf_layout import OutlineEntry, layout_pages
 from .types import Block, Page, ParsedDocument
 
 PDF = "application/pdf"
@@ -219,7 +220,7 @@ def _parse_pdf(data: bytes, report: ProgressFn) -> ParsedDocument:
     if total == 0:
         raise ParseError("corrupt or truncated PDF: no pages could be read")
 
-    pages: list[Page] = []
+    texts: list[str] = []
     warnings: list[str] = []
     failed_pages = 0
     for number in range(1, total + 1):
@@ -229,11 +230,11 @@ def _parse_pdf(data: bytes, report: ProgressFn) -> ParsedDocument:
             failed_pages += 1
             warnings.append(f"page {number}: text could not be extracted ({_short(exc)})")
             text = ""
-        pages.append(Page(number=number, text=text, blocks=tuple(_paragraph_blocks(text))))
+        texts.append(text)
         report(number, total)
     if failed_pages == total:
         raise ParseError(f"corrupt or truncated PDF: no page could be read ({warnings[0]})")
-    if not any(page.text.strip() for page in pages):
+    if not any(text.strip() for text in texts):
         raise ParseError(
             f"no extractable text — scanned PDF? ({total} page{'s' if total != 1 else ''} "
             "without a text layer; OCR is not enabled)"
@@ -243,7 +244,57 @@ def _parse_pdf(data: bytes, report: ProgressFn) -> ParsedDocument:
         title = str((reader.metadata or {}).get("/Title") or "").strip()
     except Exception:  # metadata is decoration: a broken info dictionary is not worth a failure
         pass
-    return ParsedDocument(media_type=PDF, pages=tuple(pages), title=title, warnings=tuple(warnings))
+    # Outline and page labels only guide the structure: a broken one costs the structure, never
+    # the document.
+    outline = _pdf_outline(reader, warnings)
+    labels: list[str] = []
+    try:
+        labels = list(reader.page_labels)
+    except Exception:
+        pass
+    layout = layout_pages(texts, numbers=range(1, total + 1), outline=outline, labels=labels)
+    return ParsedDocument(
+        media_type=PDF,
+        pages=layout.pages,
+        title=title,
+        warnings=tuple(warnings),
+        furniture=layout.furniture,
+        headings_from=layout.headings_from,
+    )
+
+
+MAX_OUTLINE_ENTRIES = 5000
+MAX_OUTLINE_DEPTH = 12
+
+
+def _pdf_outline(reader, warnings: list[str]) -> list[OutlineEntry]:
+    """The bookmarks in document order, with 0-based destination pages; [] if unreadable."""
+    entries: list[OutlineEntry] = []
+    try:
+        outline = reader.outline
+    except Exception as exc:
+        warnings.append(f"the bookmarks could not be read ({_short(exc)})")
+        return []
+    # An explicit stack, bounded in depth and size: a hostile outline must not recurse forever.
+    stack: list[tuple[Iterator, int]] = [(iter(outline), 1)]
+    while stack and len(entries) < MAX_OUTLINE_ENTRIES:
+        items, level = stack[-1]
+        item = next(items, None)
+        if item is None:
+            stack.pop()
+            continue
+        if isinstance(item, list):
+            if level < MAX_OUTLINE_DEPTH:
+                stack.append((iter(item), level + 1))
+            continue
+        try:
+            page = reader.get_destination_page_number(item)
+            title = str(item.title or "")
+        except Exception:
+            continue
+        if page is not None and page >= 0 and title.strip():
+            entries.append(OutlineEntry(title=title, level=level, page=page))
+    return entries
 
 
 def _short(exc: BaseException) -> str:
@@ -262,19 +313,29 @@ class _BlockBuilder:
         self.blocks: list[Block] = []
         self.length = 0
 
-    def add(self, kind: str, text: str, level: int = 0) -> None:
+    def add(self, kind: str, text: str, level: int = 0, *, navigation: bool = False) -> None:
         text = " ".join(text.split())
         if not text:
             return
         if self.parts:
             self.parts.append("\n\n")
             self.length += 2
-        self.blocks.append(Block(kind, self.length, self.length + len(text), level))  # type: ignore[arg-type]
+        end = self.length + len(text)
+        self.blocks.append(Block(kind, self.length, end, level, navigation=navigation))  # type: ignore[arg-type]
         self.parts.append(text)
         self.length += len(text)
 
     def page(self) -> Page:
         return Page(number=None, text="".join(self.parts), blocks=tuple(self.blocks))
+
+    def document(self, media_type: str, title: str) -> ParsedDocument:
+        markup = any(block.kind == "heading" for block in self.blocks)
+        return ParsedDocument(
+            media_type=media_type,
+            pages=(self.page(),),
+            title=title,
+            headings_from="markup" if markup else "",
+        )
 
 
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
@@ -295,9 +356,10 @@ def _parse_html(html: str, media_type: str = HTML) -> ParsedDocument:
         tag.decompose()
     builder = _BlockBuilder()
     inline: list[str] = []
+    navigation = 0  # depth of <nav> (or table of contents) elements we are inside
 
     def flush() -> None:
-        builder.add("paragraph", "".join(inline))
+        builder.add("paragraph", "".join(inline), navigation=navigation > 0)
         inline.clear()
 
     # An explicit stack instead of recursion: deeply nested markup must not hit the recursion limit.
@@ -305,8 +367,11 @@ def _parse_html(html: str, media_type: str = HTML) -> ParsedDocument:
     while stack:
         node = next(stack[-1], None)
         if node is None:
-            if not isinstance(stack.pop(), _InlineIter):
+            left = stack.pop()
+            if not isinstance(left, _InlineIter):
                 flush()  # closing a block element ends its paragraph
+            if isinstance(left, _NavIter):
+                navigation -= 1
             continue
         if isinstance(node, Comment):
             continue
@@ -316,9 +381,14 @@ def _parse_html(html: str, media_type: str = HTML) -> ParsedDocument:
         name = node.name
         if name in _HEADINGS:
             flush()
-            builder.add("heading", node.get_text(" ", strip=True), _HEADINGS[name])
+            text = node.get_text(" ", strip=True)
+            builder.add("heading", text, _HEADINGS[name], navigation=navigation > 0)
         elif name == "br":
             inline.append(" ")
+        elif _is_html_navigation(node):
+            flush()
+            navigation += 1
+            stack.append(_NavIter(node.children))
         elif name in _BLOCK_TAGS:
             flush()
             stack.append(iter(node.children))
@@ -326,11 +396,35 @@ def _parse_html(html: str, media_type: str = HTML) -> ParsedDocument:
             # Inline element: walk its children without ending the paragraph.
             stack.append(_InlineIter(node.children))
     flush()
-    return ParsedDocument(media_type=media_type, pages=(builder.page(),), title=title)
+    return builder.document(media_type, title)
+
+
+_TOC_NAMES = {"toc", "table-of-contents", "tableofcontents"}
+
+
+def _is_html_navigation(node) -> bool:
+    """<nav>, role="navigation", or a block whose id or class says it is a table of contents."""
+    if node.name == "nav" or node.get("role") == "navigation":
+        return True
+    names = {str(node.get("id") or "").lower(), *(c.lower() for c in node.get("class") or ())}
+    return node.name in _BLOCK_TAGS and bool(names & _TOC_NAMES)
 
 
 class _InlineIter:
     """Iterator wrapper marking inline children, so leaving them does not flush the paragraph."""
+
+    def __init__(self, children) -> None:
+        self._it = iter(children)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+
+class _NavIter:
+    """Children of a navigation element: leaving them ends the paragraph and the navigation."""
 
     def __init__(self, children) -> None:
         self._it = iter(children)
@@ -370,7 +464,15 @@ def _parse_docx(data: bytes) -> ParsedDocument:
             builder.add("heading", item.text, 1)
         elif match:
             builder.add("heading", item.text, min(int(match.group(1)), 6))
+        elif _DOCX_TOC_HEADING.fullmatch(style):
+            builder.add("heading", item.text, 1, navigation=True)
         else:
-            builder.add("paragraph", item.text)
+            navigation = bool(_DOCX_TOC_STYLE.fullmatch(style))
+            builder.add("paragraph", item.text, navigation=navigation)
     title = (document.core_properties.title or "").strip()
-    return ParsedDocument(media_type=DOCX, pages=(builder.page(),), title=title)
+    return builder.document(DOCX, title)
+
+
+# Word's built-in styles of a generated table of contents / table of figures and of an index.
+_DOCX_TOC_STYLE = re.compile(r"(?:toc|index) \d|table of figures|table of authorities", re.I)
+_DOCX_TOC_HEADING = re.compile(r"toc heading|index heading", re.I)

@@ -20,6 +20,10 @@ class Block:
     start: int
     end: int
     level: int = 0  # heading level 1..6; 0 for paragraphs
+    # A heading's text for the section path when it is not ``page.text[start:end]``: a PDF
+    # outline title (a heading not found on its page is an empty block, start == end).
+    title: str = ""
+    navigation: bool = False  # part of a table of contents, an index, a list of figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,7 @@ class Page:
     number: int | None
     text: str
     blocks: tuple[Block, ...]
+    navigation: bool = False  # the whole page is a contents, index or list-of-figures page
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,11 @@ class ParsedDocument:
     pages: tuple[Page, ...]
     title: str = ""
     warnings: tuple[str, ...] = ()
+    # Running header/footer lines removed from the pages (PDF), as normalised keys ("# gri").
+    furniture: tuple[str, ...] = ()
+    # Where the section headings came from: "outline", "numbered" (PDF heading lines), "markup"
+    # (HTML, Markdown, DOCX styles) or "" (none).
+    headings_from: str = ""
 
     @property
     def page_count(self) -> int | None:

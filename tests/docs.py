@@ -90,3 +90,46 @@ def make_many_page_pdf(pages: int) -> bytes:
             for n in range(1, pages + 1)
         ]
     )
+
+
+def make_book_pdf(
+    pages: list[str],
+    *,
+    header: str = "",
+    even_header: str | None = None,
+    footer: str = "",
+    outline: list[tuple[int, str, int]] = (),  # type: ignore[assignment]
+    first_number: int = 1,
+    title: str = "",
+) -> bytes:
+    """A PDF laid out like a printed manual: body lines as in ``make_pdf``, plus a running header
+    and footer on every page (``{n}``: the printed page number, ``first_number`` on page 1;
+    ``even_header`` replaces ``header`` on even printed pages, as books alternate them) and
+    bookmarks ``(level, title, physical page)`` with level 1 at the top."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.core_fonts_encoding = "cp1252"  # the core fonts' WinAnsi encoding: bullets, dashes
+    pdf.set_auto_page_break(False)
+    if title:
+        pdf.set_title(title)
+    for index, text in enumerate(pages):
+        number = first_number + index
+        pdf.add_page()
+        for level, name, page in outline:
+            if page == index + 1:
+                pdf.start_section(name, level=level - 1, strict=False)
+        pdf.set_font("Helvetica", size=9)
+        top = even_header if even_header is not None and number % 2 == 0 else header
+        if top:
+            pdf.text(15, 10, top.format(n=number))
+        pdf.set_font("Helvetica", size=11)
+        y = 20
+        for line in text.split("\n"):
+            if line:
+                pdf.text(15, y, line)
+            y += 6
+        if footer:
+            pdf.set_font("Helvetica", size=9)
+            pdf.text(15, 290, footer.format(n=number))
+    return bytes(pdf.output())

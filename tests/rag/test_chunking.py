@@ -159,6 +159,83 @@ class TestOffsetsPagesHeadings:
         assert Chunker().split(headings_only, doc_id="d", doc_sha256="s") == []
 
 
+class TestNavigationAndTitles:
+    """Blocks marked navigation (contents, index) and headings titled by a PDF outline."""
+
+    def test_navigation_blocks_make_navigation_chunks_never_mixed_with_content(self):
+        text = "Intro text.\n1 Setup 3\n2 Use 5\nBody after the list."
+        document = ParsedDocument(
+            media_type="application/pdf",
+            pages=(
+                Page(
+                    1,
+                    text,
+                    (
+                        Block("paragraph", 0, 11),
+                        Block("paragraph", 12, 21, navigation=True),
+                        Block("paragraph", 22, 29, navigation=True),
+                        Block("paragraph", 30, 50),
+                    ),
+                ),
+            ),
+        )
+        chunks = Chunker().split(document, doc_id="d", doc_sha256="s")
+        assert [(c.text, c.kind) for c in chunks] == [
+            ("Intro text.", "content"),
+            ("1 Setup 3\n2 Use 5", "navigation"),
+            ("Body after the list.", "content"),
+        ]
+
+    def test_a_navigation_page_makes_navigation_chunks(self):
+        page = Page(1, "Setup 3", (Block("paragraph", 0, 7),), navigation=True)
+        document = ParsedDocument(media_type="application/pdf", pages=(page,))
+        (chunk,) = Chunker().split(document, doc_id="d", doc_sha256="s")
+        assert chunk.kind == "navigation"
+
+    def test_outline_titles_and_empty_headings_give_the_path(self):
+        # An outline title replaces the line's text ("3 Usagenotes" printed without spaces); a
+        # heading not found on its page is an empty block carrying only its title.
+        text = "3 Usagenotes\n\nBody one."
+        document = ParsedDocument(
+            media_type="application/pdf",
+            pages=(
+                Page(
+                    1,
+                    text,
+                    (Block("heading", 0, 12, 1, title="3 Usage notes"), Block("paragraph", 14, 23)),
+                ),
+                Page(
+                    2,
+                    "Body two.",
+                    (Block("heading", 0, 0, 2, title="3.1 Limits"), Block("paragraph", 0, 9)),
+                ),
+            ),
+        )
+        chunks = Chunker().split(document, doc_id="d", doc_sha256="s")
+        assert [(c.text, c.heading_path) for c in chunks] == [
+            ("Body one.", ("3 Usage notes",)),
+            ("Body two.", ("3 Usage notes", "3.1 Limits")),
+        ]
+
+    def test_a_contents_heading_is_not_the_section_of_what_follows(self):
+        contents = Page(
+            1,
+            "Contents\n1 Setup 2",
+            (
+                Block("heading", 0, 8, 1, navigation=True),
+                Block("paragraph", 9, 18, navigation=True),
+            ),
+            navigation=True,
+        )
+        preface = Page(2, "A preface without a heading.", (Block("paragraph", 0, 28),))
+        document = ParsedDocument(media_type="application/pdf", pages=(contents, preface))
+        chunks = Chunker().split(document, doc_id="d", doc_sha256="s")
+        assert [(c.kind, c.heading_path) for c in chunks] == [
+            ("navigation", ("Contents",)),
+            ("content", ()),
+        ]
+
+
 class TestSizes:
     @pytest.mark.parametrize("target", [16, 40, 128, 256])
     def test_no_chunk_exceeds_target(self, target):
