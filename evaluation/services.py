@@ -1,20 +1,23 @@
 """Retrieval evaluation: ask every case in every mode, score, store the run, compare, gate.
 
 Metrics are the means over cases of ``rag.metrics`` (recall@1/5/10, MRR@10, nDCG@10) with the
-case's relevant chunk ids; a run is compared with the previous run of the same kind and dataset,
-metric by metric, and the gate fails when any metric dropped by more than the tolerance."""
+case's relevant keys (chunk ids, or CISI document ids: the dataset's ``relevance_key``); a run is
+compared with the previous run of the same kind and dataset, metric by metric, and ``--gate``
+fails when any metric dropped by more than the tolerance. (The CI gate against committed
+baselines, with confidence intervals, is ``evaluation.gate``.)"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rag import metrics
 from rag.retrieval import MODES, Retriever
+from rag.types import ScoredChunk
 
-from .datasets import Case, Log, _quiet, dataset_open
+from .datasets import Case, Log, _quiet, chunk_key, dataset_open
 from .models import EvalRun
 from .selectors import eval_run_latest
 
@@ -70,6 +73,37 @@ def case_score(ranked: Sequence[str], relevant: frozenset[str]) -> dict[str, flo
     return row
 
 
+def retrieval_case_scores(
+    retriever: Retriever,
+    cases: Sequence[Case],
+    *,
+    k: int,
+    collections: Sequence[str] | None = None,
+    modes: Sequence[str] = MODES,
+    key: Callable[[ScoredChunk], str] = chunk_key,
+    log: Log = _quiet,
+) -> dict[str, list[dict[str, float]]]:
+    """``{mode: [{metric: score} per case, in case order]}``: each hit is judged by its ``key``
+    (the dataset's ``relevance_key``); each query is embedded once for all modes."""
+    retriever = replace(retriever, embedder=_QueryCache(retriever.embedder))
+    rows: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for done, case in enumerate(cases, start=1):
+        for mode in modes:
+            hits = retriever.search(case.query, k=k, collections=collections, mode=mode)
+            rows[mode].append(case_score([key(hit) for hit in hits], case.relevant))
+        if done % 50 == 0 or done == len(cases):
+            log(f"scored {done}/{len(cases)} questions")
+    return rows
+
+
+def metric_means(rows: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """``{mode: {metric: mean over cases}}`` of :func:`retrieval_case_scores`."""
+    return {
+        mode: {name: round(metrics.mean(r[name] for r in scored), ROUND) for name in METRIC_NAMES}
+        for mode, scored in rows.items()
+    }
+
+
 def retrieval_scores(
     retriever: Retriever,
     cases: Sequence[Case],
@@ -77,23 +111,15 @@ def retrieval_scores(
     k: int,
     collections: Sequence[str] | None = None,
     modes: Sequence[str] = MODES,
+    key: Callable[[ScoredChunk], str] = chunk_key,
     log: Log = _quiet,
 ) -> dict[str, dict[str, float]]:
-    """``{mode: {metric: mean over cases}}``; each query is embedded once for all modes."""
-    retriever = replace(retriever, embedder=_QueryCache(retriever.embedder))
-    rows: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
-    for done, case in enumerate(cases, start=1):
-        for mode in modes:
-            hits = retriever.search(case.query, k=k, collections=collections, mode=mode)
-            rows[mode].append(case_score([h.chunk_id for h in hits], case.relevant))
-        if done % 50 == 0 or done == len(cases):
-            log(f"scored {done}/{len(cases)} questions")
-    return {
-        mode: {
-            name: round(metrics.mean(r[name] for r in rows[mode]), ROUND) for name in METRIC_NAMES
-        }
-        for mode in modes
-    }
+    """``{mode: {metric: mean over cases}}``."""
+    return metric_means(
+        retrieval_case_scores(
+            retriever, cases, k=k, collections=collections, modes=modes, key=key, log=log
+        )
+    )
 
 
 def metric_deltas(current: dict, previous: dict) -> dict[str, dict[str, float]]:
@@ -158,7 +184,12 @@ def eval_retrieval_run(
     with dataset_open(dataset, limit=limit, passages=passages, log=log) as data:
         log(f"evaluating {len(data.cases)} questions on {data.name} ({data.corpus_description})")
         scores = retrieval_scores(
-            data.retriever, data.cases, k=k, collections=data.collections, log=log
+            data.retriever,
+            data.cases,
+            k=k,
+            collections=data.collections,
+            key=data.relevance_key,
+            log=log,
         )
         parameters = {
             "k": k,

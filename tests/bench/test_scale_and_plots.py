@@ -3,8 +3,9 @@
 ``data/*.json`` are real outputs of the other benchmarks at tiny sizes on a shared 2-core
 machine (``ingest --docs 5``, ``retrieval --limit 30 --passages 200 --latency-queries 10``,
 ``chat --passages 20 --questions 4 --users 1,2``, ``local_llm --max-tokens 16 --threads 1``,
-``resilience --questions 20``, ``pii``), except ``baseline.json``: made-up numbers in the shape
-bench/baseline.py documents. The scale result is produced here by running the script.
+``resilience --questions 20``, ``pii``, ``manuals --limit 2``), except ``baseline.json``: made-up
+numbers in the shape bench/baseline.py documents. The scale result is produced here by running
+the script.
 """
 
 import importlib.util

@@ -2,21 +2,30 @@
 [--tolerance 0.02]
 manage.py eval answers --dataset NAME [--model ID] [--judge ID] [--limit N] [--negatives N]
 [--calibration N] [--passages N] [--json] [--gate] [--tolerance 0.02]
+manage.py eval gate [--dataset NAME]... [--update [--limit N] [--passages N]] [--baselines DIR]
+[--json]
 
-NAME is `halueval-qa` (HaluEval QA in a temporary store), `feedback` (the app's feedback with
-citations; retrieval only) or the path of a JSONL file asked of the app's store: lines of
-{"query", "relevant": [chunk ids]} for retrieval, {"query", "answer", "relevant"?} for answers.
-Prints one JSON document on stdout, progress on stderr. Exit 1 when --gate finds a metric that
-dropped by more than --tolerance since the previous comparable run; exit 2 on bad arguments.
+NAME is `halueval-qa` (HaluEval QA in a temporary store), `cisi` (the CISI test collection at
+CISI_DIR in a temporary store, judged by document; retrieval only), `feedback` (the app's
+feedback with citations; retrieval only) or the path of a JSONL file asked of the app's store:
+lines of {"query", "relevant": [chunk ids]} for retrieval, {"query", "answer", "relevant"?} for
+answers. Prints one JSON document on stdout, progress on stderr. Exit 1 when --gate finds a
+metric that dropped by more than --tolerance since the previous comparable run; exit 2 on bad
+arguments.
+
+`eval gate` measures retrieval on every dataset with a baseline in evaluation/baselines/ (or the
+ones named) and exits 1 when a metric fell below its baseline's 95% confidence interval, naming
+it; `--update` rewrites the baselines instead (commit them saying why).
 """
 
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import answers, services
+from evaluation import answers, gate, services
 from evaluation.datasets import DatasetError
 
 
@@ -30,7 +39,7 @@ class Command(BaseCommand):
         retrieval = kinds.add_parser("retrieval", help="recall, MRR and nDCG per search mode")
         _common(
             retrieval,
-            datasets="halueval-qa | feedback | PATH to a JSONL file",
+            datasets="halueval-qa | cisi | feedback | PATH to a JSONL file",
             default_limit=200,
         )
         retrieval.add_argument("--k", "-k", default="10", help="results per query (>= 10)")
@@ -52,8 +61,66 @@ class Command(BaseCommand):
             "--calibration", help="HaluEval answer pairs to calibrate the judge on (default 25)"
         )
 
+        gate_ = kinds.add_parser(
+            "gate",
+            help="hold retrieval to the committed baselines (evaluation/baselines/NAME.json)",
+        )
+        gate_.add_argument(
+            "--dataset",
+            action="append",
+            default=[],
+            help="only this dataset (repeatable; default: every baseline)",
+        )
+        gate_.add_argument(
+            "--update", action="store_true", help="measure and rewrite the baselines instead"
+        )
+        gate_.add_argument("--limit", help="with --update: a new slice's first N questions")
+        gate_.add_argument("--passages", help="with --update: a new slice's corpus size")
+        gate_.add_argument(
+            "--baselines", default=str(gate.BASELINES_DIR), help="folder of the baseline files"
+        )
+        gate_.add_argument("--json", action="store_true", help="compact JSON (one line)")
+
     def handle(self, *args, kind: str, **options):
         getattr(self, f"_{kind}")(**options)
+
+    def _gate(self, *, dataset, update, limit, passages, baselines, json: bool, **options):
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                result = gate.eval_gate_run(
+                    datasets=dataset,
+                    update=update,
+                    limit=_number(int, "--limit", limit),
+                    passages=_number(int, "--passages", passages),
+                    directory=Path(baselines),
+                    log=self._log,
+                )
+        except (DatasetError, gate.GateError) as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        self.stdout.write(_dumps(result.as_json(), compact=json))
+        failures = []
+        for verdict in result.verdicts:
+            name = verdict.dataset
+            if verdict.status == "updated":
+                continue
+            for row in verdict.improved:
+                self._log(
+                    f"{name} {_row(row)}: improved, above the interval; update the baseline "
+                    f"deliberately (manage.py eval gate --update --dataset {name})"
+                )
+            for change, (old, new) in verdict.settings_changed.items():
+                self._log(f"{name}: setting {change} was {old!r} in the baseline, now {new!r}")
+            failures += [f"{name}: {problem}" for problem in verdict.problems]
+            failures += [
+                f"{name} {_row(row)}: dropped below the interval" for row in verdict.dropped
+            ]
+            if verdict.status == "passed":
+                self._log(
+                    f"{name}: passed ({len(verdict.rows) - len(verdict.improved)} metrics within "
+                    f"their interval, {len(verdict.improved)} above)"
+                )
+        if failures:
+            raise CommandError("retrieval gate failed:\n  " + "\n  ".join(failures), returncode=1)
 
     def _retrieval(self, *, dataset, limit, k, passages, json: bool, gate, tolerance, **options):
         arguments = {
@@ -107,9 +174,13 @@ class Command(BaseCommand):
 def _common(parser, *, datasets: str, default_limit: int) -> None:
     """The options every kind of evaluation takes."""
     parser.add_argument("--dataset", required=True, help=datasets)
-    parser.add_argument("--limit", help=f"first N questions (halueval-qa: default {default_limit})")
     parser.add_argument(
-        "--passages", help="halueval-qa corpus size with distractors (default 5 x --limit)"
+        "--limit",
+        help=f"first N questions (halueval-qa: default {default_limit}; cisi: all judged ones)",
+    )
+    parser.add_argument(
+        "--passages",
+        help="corpus size with distractors (halueval-qa: default 5 x --limit; cisi: all abstracts)",
     )
     parser.add_argument("--json", action="store_true", help="compact JSON (one line)")
     parser.add_argument(
@@ -117,6 +188,13 @@ def _common(parser, *, datasets: str, default_limit: int) -> None:
     )
     parser.add_argument(
         "--tolerance", default=str(services.DEFAULT_TOLERANCE), help="allowed absolute drop"
+    )
+
+
+def _row(row: dict) -> str:
+    return (
+        f"{row['mode']} {row['metric']}: baseline {row['baseline']:.4f}, now {row['now']:.4f}, "
+        f"allowed [{row['low']:.4f}, {row['high']:.4f}]"
     )
 
 
