@@ -96,6 +96,20 @@ def split_sentences(answer: str) -> list[str]:
     return [_clean(answer[s:e]) for s, e, _ in _sentence_spans(answer)]
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each sentence of ``text`` (trimmed), by the rules above: for reading
+    a passage sentence by sentence (rag.extractive) as the verifier reads an answer."""
+    return [(start, end) for start, end, _ in _sentence_spans(text)]
+
+
+def content_words(text: str, *, stopwords: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The words that carry meaning, stemmed, numbers as digits (what verification compares).
+
+    ``stopwords``: the words to leave out (default: function words and the framing words of a
+    claim, "according to the document"; a question about "the source code" needs "source")."""
+    return _tokens(text, _CLAIM_STOPWORDS if stopwords is None else stopwords).words
+
+
 def parse_markers(answer: str) -> list[MarkedSentence]:
     """Every sentence of the answer with the citation markers it carries (possibly none).
 
@@ -328,7 +342,7 @@ class _Tokens:
     quantities: frozenset[tuple[str, str]]  # (number, the word after it): ("30", "day")
 
 
-def _tokens(text: str) -> _Tokens:
+def _tokens(text: str, stopwords: frozenset[str] = _CLAIM_STOPWORDS) -> _Tokens:
     words: list[str] = []
     numbers: set[str] = set()
     raw = [t.lower() for t in _TOKEN_RE.findall(text)]
@@ -363,7 +377,7 @@ def _tokens(text: str) -> _Tokens:
             numbers.add(f"month{_MONTHS[token]}")
         elif token == "%":
             words.append("percent")
-        elif token not in _CLAIM_STOPWORDS and len(token) > 1:
+        elif token not in stopwords and len(token) > 1:
             words.append(_stem(token))
         i += 1
     quantities = set()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .injection import WARNING as INJECTION_WARNING
 from .injection import sanitise_for_prompt
-from .lexical import tokenize
+from .lexical import STOPWORDS, tokenize
 from .types import Message, Prompt, ScoredChunk
 
 TEMPLATE_VERSION = "rag-answer/1"
@@ -179,12 +179,21 @@ _ANAPHORIC_CONTENT_TOKENS = 5  # "what does it say about them?" is short and poi
 _MAX_CONTEXT_WORDS = 40
 
 
-def condense_question(*, question: str, history: Sequence[Message]) -> str:
+def condense_question(
+    *,
+    question: str,
+    history: Sequence[Message],
+    cited_sections: Sequence[Sequence[str]] = (),
+) -> str:
     """A standalone retrieval query for a follow-up question, without calling a model.
 
-    Heuristic: a question that opens like a continuation ("and …", "what about …"), is very
-    short, or is short and points back ("it", "that one", "the second one") gets the previous
-    user question prepended, itself condensed against the turns before it. Anything else is
+    Heuristic: a question that opens like a continuation ("and …", "what about …") or is very
+    short ("why?") gets the previous user question prepended, itself condensed against the
+    turns before it. A short question that points back with a verb of its own ("how do I write
+    it back out?") gets the previous turn's *subject* instead: the previous question's words
+    without its question frame and main verb ("How do I read a CSV file?" → "CSV file"), and
+    the section names of the passages the previous answer cited (``cited_sections``, heading
+    paths), so "it" is searched for, not the previous question's verb. Anything else is
     returned unchanged (whitespace tidied): a self-contained question must not be polluted by
     the last topic. Pure and deterministic; a model-based rewriter can replace it later.
     """
@@ -193,9 +202,76 @@ def condense_question(*, question: str, history: Sequence[Message]) -> str:
     if not question or not user_turns or not _is_follow_up(question):
         return question
     previous = condense_question(question=user_turns[-1], history=_before_last_user(history))
-    context = " ".join(previous.split()[-_MAX_CONTEXT_WORDS:]).rstrip(" ?!.")
     rest = _OPENER_RE.sub("", question, count=1).strip() or question
+    if _continues(question):
+        context = " ".join(previous.split()[-_MAX_CONTEXT_WORDS:]).rstrip(" ?!.")
+    else:
+        context = _subject(previous, cited_sections) or previous.rstrip(" ?!.")
     return f"{context} — {rest}"
+
+
+# The frame of a question, around its subject: "how do I …", "what is the …", "can you …"
+_FRAME_WORDS = STOPWORDS | frozenset(
+    """how why whom whose do does did done can could should would will must may might shall
+    am is are was were be been being i you we they one me us my our your many much some any
+    about please tell explain show way ways also just""".split()
+)
+_SUBJECT_PRONOUNS = frozenset("i you we they one".split())
+_AUXILIARIES = frozenset(
+    "do does did can could should would will must may might shall have has need want".split()
+)
+_WORD_OF_QUESTION_RE = re.compile(r"[\w][\w.+#/-]*[\w+#]|\w")
+_SECTION_NUMBER_RE = re.compile(r"^(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?$")
+_MAX_SECTION_WORDS = 6
+
+
+def _subject(previous: str, cited_sections: Sequence[Sequence[str]]) -> str:
+    """What the previous turn was about: its question's words without the question frame and
+    the main verb ("How do I read a CSV file?" → "CSV file"), then the words of the sections
+    its answer cited that add something (gerunds like "Reading" are verbs, left out)."""
+    words = _WORD_OF_QUESTION_RE.findall(previous.replace(" — ", " "))
+    kept: list[str] = []
+    for index, word in enumerate(words):
+        lower = word.lower()
+        before = words[index - 1].lower() if index else ""
+        two_before = words[index - 2].lower() if index > 1 else ""
+        if before in _SUBJECT_PRONOUNS and two_before in _AUXILIARIES | {"how", "what"}:
+            continue  # the main verb: "do I *read*", "can we *get*"
+        if before == "to" and two_before in _AUXILIARIES | {"how", "have", "need", "want"}:
+            continue  # "how to *read*", "have to *submit*"
+        if lower in _FRAME_WORDS or len(lower) < 2 and not lower.isdigit():
+            continue
+        kept.append(word)
+    seen = {w.lower() for w in kept}
+    stems = {w.rstrip("s") for w in seen}
+    added = 0
+    for path in cited_sections:
+        if not path:
+            continue
+        for word in _WORD_OF_QUESTION_RE.findall(path[-1]):
+            lower = word.lower()
+            if (
+                added >= _MAX_SECTION_WORDS
+                or lower in _FRAME_WORDS
+                or lower in seen
+                or lower.rstrip("s") in stems
+                or lower.endswith("ing")
+                or _SECTION_NUMBER_RE.match(word)
+                or len(lower) < 2
+            ):
+                continue
+            kept.append(word)
+            seen.add(lower)
+            stems.add(lower.rstrip("s"))
+            added += 1
+    return " ".join(kept[-_MAX_CONTEXT_WORDS:])
+
+
+def _continues(question: str) -> bool:
+    """Opens like a continuation ("and …", "what about …") or is too short to stand alone."""
+    return bool(_FOLLOW_UP_START_RE.match(question)) or (
+        len(tokenize(question)) <= _SHORT_CONTENT_TOKENS
+    )
 
 
 def _before_last_user(history: Sequence[Message]) -> list[Message]:

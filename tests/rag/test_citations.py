@@ -713,3 +713,16 @@ def test_calibration_accuracy_without_embedder():
     print(f"lexical only: accuracy {accuracy:.3f} on {len(LABELLED)} pairs", *misses, sep="\n")
     assert accuracy >= 0.85, misses
     assert extreme <= 1, misses
+
+
+def test_sentence_spans_and_content_words_for_other_readers():
+    from rag.citations import content_words, sentence_spans
+
+    text = "Dr. Smith approved it. Receipts are due in 3.5 days!\nThe source code is public."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Dr. Smith approved it.",
+        "Receipts are due in 3.5 days!",
+        "The source code is public.",
+    ]
+    assert "sourc" not in content_words("the source code")  # a claim's framing word
+    assert content_words("the source code", stopwords=frozenset({"the"})) == ("sourc", "cod")

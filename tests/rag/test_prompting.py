@@ -217,13 +217,51 @@ def test_condense_without_history_returns_the_question():
         ("and in 2023?", "in 2023?"),
         ("What about the second one?", "the second one?"),
         ("Also, for contractors?", "for contractors?"),
-        ("Does that apply to contractors?", "Does that apply to contractors?"),
         ("Why?", "Why?"),
     ],
 )
-def test_condense_prepends_the_previous_question_to_a_follow_up(follow_up, kept):
+def test_condense_prepends_the_previous_question_to_a_continuation(follow_up, kept):
     condensed = condense_question(question=follow_up, history=HISTORY)
     assert condensed == f"{FIRST.rstrip('?')} — {kept}"
+
+
+@pytest.mark.parametrize(
+    ("previous", "follow_up", "subject"),
+    [
+        (FIRST, "Does that apply to contractors?", "days travel receipts"),
+        ("How do I read a CSV file?", "how do I write it back out?", "CSV file"),
+        ("How to install the package on Linux?", "does it work on Windows?", "package Linux"),
+        (
+            "Which class must I fly on short flights?",
+            "is it the same abroad?",
+            "class short flights",
+        ),
+    ],
+)
+def test_a_follow_up_with_its_own_verb_gets_the_previous_subject_not_its_verb(
+    previous, follow_up, subject
+):
+    history = [Message("user", previous), Message("assistant", "An answer [1].")]
+    assert condense_question(question=follow_up, history=history) == f"{subject} — {follow_up}"
+
+
+def test_the_sections_the_previous_answer_cited_name_the_subject():
+    history = [Message("user", "How do I import it?"), Message("assistant", "Like this [1].")]
+    condensed = condense_question(
+        question="how do I write it back out?",
+        history=history,
+        cited_sections=[("5 Data", "5.2 Spreadsheet-like data"), ("Reading CSV files",)],
+    )
+    # "import" was the question's verb; "Reading" is a verb again, numbering is no subject
+    assert condensed == "Spreadsheet-like data CSV files — how do I write it back out?"
+
+
+def test_cited_sections_do_not_touch_a_self_contained_question():
+    question = "How is laptop encryption enforced on macOS devices?"
+    assert (
+        condense_question(question=question, history=HISTORY, cited_sections=[("Receipts",)])
+        == question
+    )
 
 
 @pytest.mark.parametrize(
