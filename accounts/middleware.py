@@ -1,4 +1,9 @@
-"""API tokens: `Authorization: Bearer <token>` authenticates a request instead of a session.
+"""API tokens: `Authorization: Bearer <token>` authenticates a request to the JSON API instead of
+a session, and only there.
+
+A token is for scripts, so it opens `/api/v1/` and nothing else: elsewhere (the admin site, the
+audit log, the pages) the header is ignored, the request keeps whatever session it has (or
+none) and CSRF checks stay on, so a leaked script token is not the admin site's power.
 
 A token request carries no cookies, so it cannot be a cross-site request forgery: CSRF checks
 are skipped for it (and only for it). A bad token is refused outright rather than silently
@@ -8,6 +13,14 @@ from django.http import JsonResponse
 
 from .models import ApiToken
 
+# Where a bearer token is a credential. The OpenAI-compatible endpoint (/v1/chat/completions,
+# bearer token by contract) joins this list when it exists.
+TOKEN_PATHS = ("/api/v1/",)
+
+
+def takes_tokens(path: str) -> bool:
+    return path.startswith(TOKEN_PATHS)
+
 
 class ApiTokenMiddleware:
     def __init__(self, get_response):
@@ -15,7 +28,7 @@ class ApiTokenMiddleware:
 
     def __call__(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
-        if header.startswith("Bearer "):
+        if header.startswith("Bearer ") and takes_tokens(request.path_info):
             user = ApiToken.authenticate(header.removeprefix("Bearer ").strip())
             if user is None:
                 return JsonResponse({"error": "invalid or revoked API token"}, status=401)

@@ -4,12 +4,17 @@ from .models import Conversation, Message
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Answers are a record: the admin may read them, not rewrite them."""
+    """Answers are a record: the admin may read them, not rewrite or delete them (not even a
+    superuser: the audit log refers to them). A user deletes their own conversations in the
+    chat (`conversation_delete`)."""
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 

@@ -1,10 +1,17 @@
 """The semantic answer cache: the same question, by the same right to read, over the same
-documents, gets the answer already verified, without asking a model again. Every hit is an
-answer of its own in the audit log, marked as served from the cache."""
+documents, under the same routing rules, gets the answer already verified, without asking a
+model again. Every hit is an answer of its own in the audit log, marked as served from the cache.
+
+The cache must never be a way around the routing policy: an answer an external model wrote
+while a collection was internal is not served once that collection is confidential. So the key
+carries the routing inputs (`routing_key`), and a hit is served only when a fresh route for the
+question would still allow the model that wrote it (`_route_allows`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,8 +19,10 @@ from django.conf import settings
 from django.db.models import Count, Max
 
 from ingest.components import get_embedder
-from ingest.models import Document
+from ingest.models import Collection, Document
+from rag import routing
 
+from . import llms
 from .models import CachedAnswer, Message
 
 CANDIDATES = 500  # newest entries compared per lookup: a brute-force cosine over them is ~1 ms
@@ -38,16 +47,59 @@ def question_vector(query: str) -> list[float]:
     return [float(x) for x in get_embedder().embed([query])[0]]
 
 
+def routing_key(*, collections: Sequence[str] | None, llm_id: str) -> str:
+    """The inputs of the routing decision: the sensitivity of every searchable collection, the
+    policy's version and the model's residency. Any change makes earlier entries miss."""
+    scope = Collection.objects.all()
+    if collections is not None:
+        scope = scope.filter(slug__in=collections)
+    choice = llms.available_models().get(llm_id)
+    state = {
+        "sensitivity": sorted(scope.values_list("slug", "sensitivity")),
+        "policy": routing.policy_version(llms.routing_policy()),
+        "model": [llm_id, choice.residency if choice else None],
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def _route_allows(entry: CachedAnswer, *, question: str, requested: str | None) -> bool:
+    """Whether routing this question afresh, over the passages the cached answer used, could
+    give it to the model that wrote the answer."""
+    slugs = {source.get("collection") for source in entry.message.sources}
+    levels = list(Collection.objects.filter(slug__in=slugs).values_list("sensitivity", flat=True))
+    if len(levels) < len(slugs):
+        return False  # a collection is gone: nothing to judge by
+    decision = routing.decide_route(
+        routing.RouteRequest(
+            question=question,
+            sensitivity=routing.context_sensitivity(levels),
+            models=tuple(choice.spec for choice in llms.available_models().values()),
+            requested_model=requested,
+        ),
+        llms.routing_policy(),
+    )
+    return not decision.refused and entry.llm_id in (*decision.chain, decision.escalate_to)
+
+
 def cache_lookup(
-    *, vector: list[float], collections: Sequence[str] | None, llm_id: str
+    *,
+    vector: list[float],
+    collections: Sequence[str] | None,
+    llm_id: str,
+    question: str,
+    requested: str | None,
 ) -> tuple[CachedAnswer, float] | None:
+    """The cached answer to serve for this question, if any. ``requested`` is the model the
+    user chose (None: the assistant's choice), as given to the router."""
     if not settings.ANSWER_CACHE:
         return None
+    same_readers = CachedAnswer.objects.filter(access_key=access_key(collections), llm_id=llm_id)
+    route = routing_key(collections=collections, llm_id=llm_id)
+    # Made under other routing inputs (a sensitivity or the policy changed): never served again.
+    same_readers.exclude(route_key=route).delete()
     entries = list(
-        CachedAnswer.objects.filter(
-            access_key=access_key(collections),
-            llm_id=llm_id,
-            corpus_version=corpus_version(collections),
+        same_readers.filter(
+            route_key=route, corpus_version=corpus_version(collections)
         ).select_related("message")[:CANDIDATES]
     )
     if not entries:
@@ -57,7 +109,11 @@ def cache_lookup(
     best = int(np.argmax(scores))
     if scores[best] < settings.ANSWER_CACHE_MIN_SIMILARITY:
         return None
-    return entries[best], float(scores[best])
+    entry = entries[best]
+    if not _route_allows(entry, question=question, requested=requested):
+        entry.delete()
+        return None
+    return entry, float(scores[best])
 
 
 def cache_store(
@@ -75,6 +131,7 @@ def cache_store(
         access_key=access_key(collections),
         llm_id=message.llm_id,
         corpus_version=corpus_version(collections),
+        route_key=routing_key(collections=collections, llm_id=message.llm_id),
         cited_document_ids=sorted(
             {c["document_id"] for c in message.citations if c["document_id"]}
         ),

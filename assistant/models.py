@@ -126,8 +126,10 @@ class CachedAnswer(models.Model):
     """A grounded answer that may be served again for the same question.
 
     Keyed by the question's embedding (close enough counts), who may read what (the same
-    readable collections), the model and the corpus version (documents of those collections
-    unchanged); dropped when a document it cited is re-indexed or deleted."""
+    readable collections), the model, the corpus version (documents of those collections
+    unchanged) and the routing inputs (sensitivity, policy, residency unchanged); dropped when
+    a document it cited is re-indexed or deleted, or when a fresh route would not allow its
+    model."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="cached_as")
     question = models.TextField()
@@ -135,6 +137,9 @@ class CachedAnswer(models.Model):
     access_key = models.CharField(max_length=64, db_index=True)
     llm_id = models.CharField(max_length=100)
     corpus_version = models.CharField(max_length=64)
+    # The routing inputs it was answered under: the searched collections' sensitivity, the
+    # routing policy's version, the model's residency (see cache.routing_key).
+    route_key = models.CharField(max_length=64, default="")
     cited_document_ids = models.JSONField(default=list)
     hits = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -28,6 +28,8 @@ The rules, in the order they apply:
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -180,6 +182,25 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+
+# The meaning of the rules above. Bump it when a change to them could route the same question
+# differently: answers cached under an older version are then never served again.
+RULES_VERSION = 1
+
+
+def policy_version(policy: Policy) -> str:
+    """A stable digest of the rules and this deployment's policy settings (the answer cache
+    keys on it). Stable across processes: no hash() or set order."""
+    settings = {
+        "rules": RULES_VERSION,
+        "external_max_sensitivity": policy.external_max_sensitivity.label,
+        "local_first_max_words": policy.local_first_max_words,
+        "analytical_words": sorted(policy.analytical_words),
+        "escalation": policy.escalation,
+        "fallback": policy.fallback,
+        "keep_user_choice_internal": policy.keep_user_choice_internal,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

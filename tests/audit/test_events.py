@@ -106,10 +106,11 @@ def test_sign_in_out_and_failures(staff_user):
 
 
 def test_role_and_access_changes(admin_user, staff_user, collection):
-    user_roles_set(user=staff_user, roles_=[roles.STAFF, roles.AUDITOR], by=admin_user)
+    # (the auditor role is a superuser's to give: tests/adversarial/test_defect3_role_changes.py)
+    user_roles_set(user=staff_user, roles_=[roles.STAFF, roles.ADMIN], by=admin_user)
     (change,) = [r for r in records("user.role_change") if r["payload"]["user"] == "sam"][-1:]
     assert change["payload"]["before"] == ["staff"]
-    assert change["payload"]["after"] == ["auditor", "staff"] and change["actor"] == "ada"
+    assert change["payload"]["after"] == ["admin", "staff"] and change["actor"] == "ada"
 
     client = Client()
     client.force_login(admin_user)
