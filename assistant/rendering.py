@@ -64,14 +64,26 @@ def _verdict_of(number: int, verdicts: dict, seen: dict[int, int]) -> str:
     return given[index] if index < len(given) else (given[-1] if given else "none")
 
 
+# What a chip's tooltip says. "quoted" is no verdict on a claim: the sentence is the passage's
+# own words (an extractive answer), so it is told apart from "supported", never counted as it.
+_CHIP_TITLES = {
+    "supported": "supported",
+    "partial": "partly supported",
+    "unsupported": "not supported",
+    "quoted": "quoted word for word from this passage",
+    "none": "not checked",
+}
+
+
 def _chip_group(match: re.Match, verdicts: dict, seen: dict[int, int]) -> str:
     chips = []
     for raw in match.group(1).split(","):
         number = int(raw)
         verdict = _verdict_of(number, verdicts, seen)
         mark = " ⚠" if verdict == "unsupported" else ""
+        title = _CHIP_TITLES.get(verdict, verdict)
         chips.append(
             f'<button type="button" class="cite cite-{verdict}" data-marker="{number}" '
-            f'title="Source {number}: {verdict}">{number}{mark}</button>'
+            f'title="Source {number}: {title}">{number}{mark}</button>'
         )
     return "".join(chips)

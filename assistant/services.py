@@ -23,30 +23,38 @@ from ingest.components import get_embedder, get_retriever
 from ingest.models import Collection
 from ingest.selectors import readable_collection_slugs
 from rag import citations as verifier
-from rag import prompting, routing
+from rag import extractive, prompting, routing
 from rag.llm import LLMError
 from rag.local_llm import LocalModelError
+from rag.retrieval import content_first
 from rag.store import StoreLocked, StoreUnavailable
-from rag.types import Completion, Delta, Message, ScoredChunk
+from rag.types import Citation, CitationReport, Completion, Delta, Message, ScoredChunk
 
 from . import cache, llms
 from .models import CachedAnswer, Conversation, Feedback
 from .models import Message as Turn
+from .streaming import LiveVerdicts
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # earlier messages given to the model and to the query condenser
-EXTRACTIVE_QUOTES = 3
+EXTRACTIVE_QUOTES = 3  # answering sentences quoted at most (the sentences they lean on aside)
 EXTRACTIVE_LABEL = (
-    "**Extractive answer.** The model's answer could not be verified against the documents, "
-    "so here are the passages that best match the question:"
+    "**Quoted from your documents — not verified as an answer.** The model's answer could not "
+    "be checked against the documents, so here are the sentences that best match your question:"
 )
-NO_SOURCES_TEXT = "I found nothing in the documents that answers this."
+# What the user is told when there is no answer to show. The documents, not the model, decide
+# whether there is one: the wording says what was (not) found and points at the listed sources.
+NO_SOURCES_TEXT = "Your documents don't seem to cover this: nothing I found is close to it."
 WITHHELD_TEXT = (
-    "I cannot give a verified answer from the documents: the model's answer is not supported by "
-    "the passages found, and none of them matches the question closely enough to quote. The "
-    "passages searched are listed as sources."
+    "Your documents don't seem to answer this. The passages found (listed as sources) are on "
+    "related topics, but no sentence in them answers the question."
 )
+NAVIGATION_ONLY_TEXT = (
+    "Your documents don't seem to answer this: it comes up only in a table of contents or an "
+    "index (listed as sources), not in a passage that explains it."
+)
+NO_SOURCES_LISTED = 3  # closest passages below the relevance floor listed with a no-sources answer
 
 
 class QuestionError(ValueError):
@@ -113,26 +121,53 @@ def answer_stream(
     }
     try:
         # --- retrieve --------------------------------------------------------------------
-        query = prompting.condense_question(question=question, history=history)
+        query = prompting.condense_question(
+            question=question,
+            history=history,
+            cited_sections=_cited_sections(conversation) if history else (),
+        )
         record["standalone_query"] = query
         vector = None
         if not history:  # a follow-up's meaning depends on its conversation: never cached
             vector = cache.question_vector(query)
-            hit = cache.cache_lookup(vector=vector, collections=collections, llm_id=choice.id)
+            hit = cache.cache_lookup(
+                vector=vector,
+                collections=collections,
+                llm_id=choice.id,
+                question=question,
+                requested=model_id,
+            )
             if hit is not None:
                 yield from _serve_cached(*hit, conversation=conversation, record=record, run=run)
                 return
         k = settings.ANSWER_TOP_K  # the offline model is given fewer of them, see _generate
         began = time.perf_counter()
-        found = get_retriever().search(query, k=k, collections=collections)
+        # Content first, so the passages a model is given are [1]..[m] of the sources listed
+        # and its markers number the same passages the user sees (navigation comes last).
+        found = content_first(get_retriever().search(query, k=k, collections=collections))
         run.lap("retrieve", began)
         sources = [s for s in found if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE]
-        record["sources"] = [_source_json(n, s) for n, s in enumerate(sources, 1)]
         record["dropped_sources"] = len(found) - len(sources)
+        if sources:
+            record["sources"] = [_source_json(n, s) for n, s in enumerate(sources, 1)]
+        else:  # the closest passages are listed all the same, marked, and given to no model
+            closest = sorted(found, key=lambda s: -(s.dense_score or 0.0))[:NO_SOURCES_LISTED]
+            record["sources"] = [
+                _source_json(n, s, below_floor=True) for n, s in enumerate(closest, 1)
+            ]
         yield {"event": "sources", "query": query, "sources": record["sources"]}
 
         if not sources:
             record.update(status=Turn.Status.NO_SOURCES, content=_nothing_found(query, found))
+            record["reasoning"] = _trace(record, run, prompt=None, completion=None)
+            record["reasoning_source"] = "pipeline"
+            yield {"event": "answer", "text": record["content"]}
+            yield _done(conversation, record, run)
+            return
+        if not any(s.kind == "content" for s in sources):
+            # Only contents or index pages matched: they name the topic but explain nothing,
+            # and they are never given to a model or quoted.
+            record.update(status=Turn.Status.WITHHELD, content=NAVIGATION_ONLY_TEXT)
             record["reasoning"] = _trace(record, run, prompt=None, completion=None)
             record["reasoning_source"] = "pipeline"
             yield {"event": "answer", "text": record["content"]}
@@ -158,7 +193,12 @@ def answer_stream(
         # --- prompt, complete (retries, fallback), verify ------------------------------------
         began = time.perf_counter()
         result = yield from _generate(
-            decision.chain, question=question, sources=sources, history=history, run=run
+            decision.chain,
+            question=question,
+            query=query,
+            sources=sources,
+            history=history,
+            run=run,
         )
         if decision.escalate_to and result.completion is not None:
             escalate, why = routing.should_escalate(
@@ -174,6 +214,7 @@ def answer_stream(
                 second = yield from _generate(
                     (decision.escalate_to,),
                     question=question,
+                    query=query,
                     sources=sources,
                     history=history,
                     run=run,
@@ -279,13 +320,28 @@ class _Generation:
         }
 
 
-def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
+def _generate(
+    chain: Sequence[str],
+    *,
+    question,
+    sources,
+    history,
+    run: _Run,
+    query: str | None = None,
+    live_verdicts: bool = True,
+):
     """Ask the chain's first model (retries, then fallbacks down the chain), stream its pieces,
-    then judge the answer. Returns a _Generation; a model error is kept on it, not raised."""
+    then judge the answer. Returns a _Generation; a model error is kept on it, not raised.
+    ``live_verdicts``: judge each cited sentence while streaming (for a reader watching).
+
+    ``sources`` are the numbered sources, content first; navigation passages (contents, index)
+    are never given to the model. ``query`` (default: the question) is the standalone query, a
+    follow-up with its subject: what an extractive answer's sentences are chosen for."""
     choices = [llms.model_get(model_id) for model_id in chain]
     primary = choices[0]
     local = primary.llm.provider == "local"
-    used = sources[: settings.LOCAL_ANSWER_TOP_K] if local else sources
+    explaining = [s for s in sources if s.kind == "content"]
+    used = explaining[: settings.LOCAL_ANSWER_TOP_K] if local else explaining
     prompt = prompting.build_prompt(
         question=question,
         sources=used,
@@ -302,6 +358,9 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
         prompt_sources=used,
     )
     streamed = {"reasoning": [], "answer": []}
+    # Each cited sentence is judged as soon as the next one starts, so the reader sees which
+    # claims hold up while the answer is still provisional (the `verdict` events).
+    live = LiveVerdicts(sources=used, embedder=get_embedder()) if live_verdicts else None
     try:
         for piece in pieces:
             if isinstance(piece, Delta):
@@ -311,6 +370,8 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
                     if text := getattr(piece, kind):
                         streamed[kind].append(text)
                         yield {"event": kind, "text": text}
+                if live is not None and piece.answer:
+                    yield from live.feed(piece.answer)
             else:
                 result.completion = piece
     except (LLMError, LocalModelError) as exc:
@@ -342,13 +403,14 @@ def _generate(chain: Sequence[str], *, question, sources, history, run: _Run):
         # flagged on it (has_unsupported, uncited_sentences) for the reader to weigh.
         status, content = Turn.Status.ANSWERED, completion.answer
     else:
-        # The small offline model's unverified answer is not shown as the answer: the best
-        # passages are quoted instead, labelled as such, if any matches the question well
-        # enough; otherwise nothing is. Its text stays in model_answer.
-        content = _extractive_answer(question, used, embedder)
+        # The small offline model's unverified answer is not shown as the answer: the sentences
+        # of the passages found that best answer the question are quoted instead, labelled as
+        # such, if any answers it well enough; otherwise nothing is. Its text stays in
+        # model_answer. The quotes' citations are "quoted", never "supported": nothing was
+        # verified, they are the document's own words.
+        content, report = _extractive_answer(query or question, sources, embedder)
         status = Turn.Status.EXTRACTIVE if content else Turn.Status.WITHHELD
         content = content or WITHHELD_TEXT
-        report = verifier.verify_citations(answer=content, sources=used, embedder=embedder)
     run.lap("verify", began)
     result.status, result.content, result.report = status, content, report
     return result
@@ -454,14 +516,20 @@ def answer_unrecorded(
             sources=(),
         )
 
-    used = tuple(s for s in sources if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE)
+    used = tuple(
+        s for s in content_first(sources) if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE
+    )
     if not used:
         return not_asked(Turn.Status.NO_SOURCES, NO_SOURCES_TEXT)
+    if not any(s.kind == "content" for s in used):
+        return not_asked(Turn.Status.WITHHELD, NAVIGATION_ONLY_TEXT)
     refused = route_refusal(question=question, sources=used, model_id=choice.id)
     if refused:
         return not_asked(Turn.Status.REFUSED, refused)
     # Only the chosen model: a fallback's answer would be scored as this model's.
-    steps = _generate((choice.id,), question=question, sources=used, history=[], run=run)
+    steps = _generate(
+        (choice.id,), question=question, sources=used, history=[], run=run, live_verdicts=False
+    )
     while True:  # the events are for a browser; only the generator's result matters here
         try:
             next(steps)
@@ -476,6 +544,7 @@ def answer_unrecorded(
         llm_id=result.choice.id,
         model=(completion.model if completion else "") or result.choice.llm.model,
         sources=tuple(result.prompt_sources),
+        # the model's own citations: an extractive answer's "quoted" ones are no model's claims
         report=result.model_report,
         error=result.error,
         usage=_usage_json(completion) if completion else {},
@@ -551,6 +620,21 @@ def _conversation_for(
     )
     history = [Message(role=m.role, content=m.content) for m in reversed(earlier)]
     return conversation, history
+
+
+def _cited_sections(conversation: Conversation) -> list[tuple[str, ...]]:
+    """The section paths of the passages the conversation's last answer cited, in citation
+    order: what a follow-up's "it" most likely refers to."""
+    last = (
+        conversation.messages.filter(role=Turn.Role.ASSISTANT)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None:
+        return []
+    paths = {s.get("chunk_id"): tuple(s.get("heading_path") or ()) for s in last.sources}
+    cited = dict.fromkeys(c.get("chunk_id") for c in last.citations)
+    return [paths[chunk_id] for chunk_id in cited if paths.get(chunk_id)]
 
 
 def _searchable(
@@ -669,7 +753,9 @@ def _audit_content(turn: Turn) -> dict:
     }
 
 
-def _source_json(number: int, chunk: ScoredChunk) -> dict:
+def _source_json(number: int, chunk: ScoredChunk, *, below_floor: bool = False) -> dict:
+    """A source as listed with the answer. ``below_floor``: listed with a no-sources answer as
+    one of the closest passages, under the relevance floor, given to no model."""
     return {
         "n": number,
         "chunk_id": chunk.chunk_id,
@@ -687,6 +773,8 @@ def _source_json(number: int, chunk: ScoredChunk) -> dict:
         "dense_rank": chunk.dense_rank,
         "lexical_rank": chunk.lexical_rank,
         "injection_reasons": list(chunk.injection_reasons),
+        "kind": chunk.kind,
+        "below_floor": below_floor,
     }
 
 
@@ -725,32 +813,61 @@ def _usage_json(completion: Completion) -> dict:
 def _nothing_found(query: str, found: Sequence[ScoredChunk]) -> str:
     text = f'{NO_SOURCES_TEXT} I searched for: "{query}".'
     if found:
-        best = max(found, key=lambda s: s.dense_score or 0.0)
-        page = f", page {best.page}" if best.page else ""
         text += (
-            f" The closest passage ({best.document_name}{page}) was not similar enough to "
-            "count as evidence."
+            " The closest passages are listed as sources, but they are too far from the "
+            "question to answer it."
         )
     else:
         text += " No document is indexed in the collections you searched."
     return text
 
 
-def _extractive_answer(question: str, sources: Sequence[ScoredChunk], embedder) -> str:
-    """Quote, verbatim, the span of each top passage that best matches the question; "" when
-    none matches it by at least EXTRACTIVE_MIN_SUPPORT (a passage that merely passed the
-    relevance floor is no answer: without the evidence, quoting it misleads)."""
+def _extractive_answer(
+    query: str, sources: Sequence[ScoredChunk], embedder
+) -> tuple[str, CitationReport]:
+    """Quote, verbatim, the sentences of the passages that best answer ``query`` (the
+    standalone query), each with its source number, document, page and section; ("", an empty
+    report) when none scores EXTRACTIVE_MIN_SUPPORT (a passage that merely passed the relevance
+    floor is no answer: without the evidence, quoting it misleads).
+
+    ``sources`` are the numbered sources: ``sources[n - 1]`` is ``[n]``. Navigation passages are
+    skipped. The citations are built from the quotes themselves, verdict "quoted"."""
+    picked = extractive.pick_sentences(
+        query=query,
+        passages=sources,
+        embedder=embedder,
+        settings=extractive.PickerSettings(
+            min_score=settings.EXTRACTIVE_MIN_SUPPORT, max_sentences=EXTRACTIVE_QUOTES
+        ),
+    )
+    if not picked.excerpts:
+        return "", CitationReport(citations=())
     lines = [EXTRACTIVE_LABEL, ""]
-    for number, source in enumerate(sources[:EXTRACTIVE_QUOTES], 1):
-        support = verifier.score_support(claim=question, chunk=source, embedder=embedder)
-        quote = " ".join(source.text[support.quote_start : support.quote_end].split())
-        if not quote or support.score < settings.EXTRACTIVE_MIN_SUPPORT:
-            continue
-        page = f", page {source.page}" if source.page else ""
-        lines.append(f"> {quote} [{number}]")
-        lines.append(f"> — *{source.document_name}{page}*")
+    citations = []
+    for excerpt in picked.excerpts:
+        number = excerpt.source + 1
+        chunk = excerpt.chunk
+        where = [chunk.document_name or "document"]
+        if chunk.page:
+            where.append(f"page {chunk.page}")
+        if chunk.heading_path:
+            where.append(" › ".join(chunk.heading_path))
+        lines.append(f"> {excerpt.text} [{number}]")
+        lines.append(f"> — *{', '.join(where)}*")
         lines.append("")
-    return "\n".join(lines).strip() if len(lines) > 2 else ""
+        citations.append(
+            Citation(
+                marker=number,
+                chunk=chunk,
+                sentence=excerpt.text,
+                quote=excerpt.quote,
+                quote_start=excerpt.start,
+                quote_end=excerpt.end,
+                verdict="quoted",
+                score=excerpt.score,
+            )
+        )
+    return "\n".join(lines).strip(), CitationReport(citations=tuple(citations))
 
 
 def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) -> str:
@@ -760,17 +877,32 @@ def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) ->
     searched = record.get("collections")
     lines.append(f"Collections searched: {', '.join(searched) if searched else 'all'}")
     sources = record.get("sources", [])
+    relevant = [s for s in sources if not s.get("below_floor")]
     lines.append(
-        f"Retrieved {len(sources)} relevant passage(s), hybrid dense + BM25 fused by reciprocal "
+        f"Retrieved {len(relevant)} relevant passage(s), hybrid dense + BM25 fused by reciprocal "
         f"rank; {record.get('dropped_sources', 0)} below the relevance floor "
-        f"{settings.ANSWER_MIN_RELEVANCE} dropped."
+        f"{settings.ANSWER_MIN_RELEVANCE} dropped"
+        + (
+            f" ({len(sources) - len(relevant)} closest listed)."
+            if len(relevant) < len(sources)
+            else "."
+        )
     )
     for source in sources:
         page = f" p.{source['page']}" if source["page"] else ""
+        notes = [
+            note
+            for note, applies in (
+                ("navigation: not given to the model", source.get("kind") == "navigation"),
+                ("below the relevance floor", source.get("below_floor")),
+            )
+            if applies
+        ]
         lines.append(
             f"  [{source['n']}] {source['document']}{page}: fused {source['score']:.4f}, "
             f"cosine {_fmt(source['dense_score'])} (rank {source['dense_rank'] or '-'}), "
             f"BM25 {_fmt(source['lexical_score'])} (rank {source['lexical_rank'] or '-'})"
+            + (f" [{'; '.join(notes)}]" if notes else "")
         )
     if prompt is not None:
         size = sum(len(m.content) for m in prompt.messages)
@@ -787,7 +919,8 @@ def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) ->
     if record.get("status") == Turn.Status.EXTRACTIVE:
         lines.append(
             "Verification: the model's answer had unsupported or missing citations, so the "
-            "best-matching passages are quoted instead. The model wrote:"
+            "sentences of the passages that best answer the standalone query are quoted "
+            "instead (verdict: quoted). The model wrote:"
         )
         lines.append("  " + (record.get("model_answer") or "(nothing)").replace("\n", "\n  "))
     timings = ", ".join(f"{name} {ms:,.0f} ms" for name, ms in run.timings.items())

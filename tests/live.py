@@ -1,6 +1,7 @@
 """A real app process for end-to-end tests: `manage.py` commands and `manage.py serve` (ASGI,
 uvicorn) on a free port, as `make run` starts it, with an HTTP client logged in as the admin."""
 
+import json
 import os
 import signal
 import socket
@@ -117,3 +118,35 @@ class Server:
             self.process.kill()
             raise
         return self.output()
+
+
+# Run in `manage.py shell` of the app under test, before it serves (the embedded store is opened
+# by one process at a time). The real pipeline answers; only the offline model is replaced by a
+# FakeLLM that says it is the offline model, so its unverified answer is handled as the offline
+# model's is (quoted instead, or withheld) without loading the model or depending on what it says.
+_OFFLINE_ANSWERS = """
+import json
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from assistant import llms, services
+settings.ANSWER_CACHE = False
+user = get_user_model().objects.get(username="admin")
+results = []
+for question, answer in CASES:
+    settings.LLMS = [{"BACKEND": "rag.llm.FakeLLM", "LABEL": "Offline model (scripted)",
+                      "RESIDENCY": "internal", "OPTIONS": {"id": "local", "default": answer}}]
+    llms.reset_models()
+    llms.model_get("local").llm.provider = "local"
+    message = services.answer_question(user=user, question=question)
+    results.append({"conversation_id": message.conversation_id, "status": message.status})
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def answer_offline(env, cases: list[tuple[str, str]]) -> list[dict]:
+    """Ask each question as admin with the offline model scripted to answer ``answer``; return
+    ``{"conversation_id", "status"}`` per case."""
+    code = f"CASES = {cases!r}\n" + _OFFLINE_ANSWERS
+    out = manage(env, "shell", "-c", code).stdout
+    line = next(line for line in out.splitlines() if line.startswith("RESULTS "))
+    return json.loads(line.removeprefix("RESULTS "))

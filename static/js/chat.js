@@ -1,7 +1,10 @@
 // Chat page: streams answers from POST /api/v1/ask (server-sent events over fetch), shows the
 // reasoning as it arrives in a folded panel, and opens cited passages in a side panel with the
-// supporting span highlighted. Text from users, documents and models only ever goes through
-// textContent; the one innerHTML is the answer HTML the server rendered and sanitised (nh3).
+// supporting span highlighted. Streamed answer text is a draft: muted, labelled as being checked,
+// its citation chips marked as each sentence's verdict arrives (`verdict` events); at `done` the
+// checked answer the server rendered replaces it entirely (it may be quotes, not the draft).
+// Text from users, documents and models only ever goes through textContent; the one innerHTML is
+// the answer HTML the server rendered and sanitised (nh3).
 (function () {
   "use strict";
   const messagesEl = document.getElementById("messages");
@@ -10,10 +13,12 @@
   const questionEl = document.getElementById("question");
   const sendButton = document.getElementById("send");
   const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
+  const liveStatus = document.getElementById("answer-status");
   const panel = {
     root: document.getElementById("source-panel"),
     title: document.getElementById("source-title"),
     meta: document.getElementById("source-meta"),
+    section: document.getElementById("source-section"),
     verdict: document.getElementById("source-verdict"),
     text: document.getElementById("source-text"),
     open: document.getElementById("source-open"),
@@ -22,7 +27,7 @@
   let conversationId = JSON.parse(document.getElementById("conversation-id").textContent) || null;
 
   const STATUS_NOTES = {
-    extractive: "The model's answer could not be verified against the documents, so the best-matching passages are quoted instead.",
+    extractive: "Quoted word for word from the documents: not a verified model answer (the model's own answer could not be verified, so it is not shown).",
     abstained: "The model found no support for an answer in the documents.",
     no_sources: "Nothing relevant was found, so no model was asked.",
     withheld: "The model's answer was not supported by the passages, and none matched the question well enough to quote.",
@@ -30,6 +35,11 @@
     incomplete: "The answer stopped before it was finished: what arrived is shown, but it is incomplete.",
     error: "No answer could be produced.",
   };
+
+  // Statuses whose answer is no model claim: the passages searched are listed for the reader.
+  const SEARCHED_STATUSES = new Set(["withheld", "no_sources", "abstained"]);
+  const VERDICT_ORDER = ["supported", "partial", "unsupported", "quoted"];
+  const PROVISIONAL_NOTE = "Draft: checking against the sources…";
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -54,24 +64,116 @@
     const summary = el("summary", null, "Reasoning");
     const pre = el("pre");
     reasoning.append(summary, pre);
+    const note = el("div", "provisional-note", PROVISIONAL_NOTE);
+    note.hidden = true;
     const answer = el("div", "answer streaming");
+    answer.setAttribute("aria-busy", "true");
     const meta = el("div", "msg-meta");
-    bubble.append(reasoning, answer, meta);
+    bubble.append(reasoning, note, answer, meta);
     wrap.append(bubble);
-    return { wrap, bubble, reasoning, summary, pre, answer, meta };
+    return { wrap, bubble, reasoning, summary, pre, note, answer, meta, draft: null };
+  }
+
+  function announce(text) {
+    // One polite live region for the whole page: the tokens of a draft are not read out one by
+    // one (the answer is aria-busy meanwhile), its state and the checked answer are.
+    liveStatus.textContent = "";
+    window.setTimeout(() => { liveStatus.textContent = text; }, 50);
+  }
+
+  // --- the provisional draft ----------------------------------------------------------------
+  // [1]  [1, 2]  [1;2]: the markers the server turns into chips (assistant/rendering.py).
+  const MARKER = /\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]/g;
+
+  function startDraft(shell) {
+    shell.draft = { text: "", verdicts: [], frame: 0 };
+    shell.answer.classList.add("provisional");
+    shell.answer.setAttribute("aria-busy", "true");
+    shell.note.hidden = false;
+    shell.answer.replaceChildren();
+    announce("Writing a draft answer. It is checked against the sources before it is shown as final.");
+  }
+
+  function dropDraft(shell) {
+    shell.draft = null;
+    shell.answer.classList.remove("provisional");
+    shell.note.hidden = true;
+  }
+
+  function codePointsToUnits(text, points) {
+    // The server counts code points; JS strings count UTF-16 units (emoji are two).
+    let units = 0;
+    let seen = 0;
+    for (const ch of text) {
+      if (seen === points) break;
+      units += ch.length;
+      seen += 1;
+    }
+    return units;
+  }
+
+  function addVerdict(shell, event) {
+    const draft = shell.draft;
+    if (!draft) return;
+    const byMarker = new Map(event.citations.map((c) => [c.marker, c]));
+    draft.verdicts.push({
+      start: codePointsToUnits(draft.text, event.start),
+      end: codePointsToUnits(draft.text, event.end),
+      byMarker,
+    });
+    scheduleDraft(shell);
+  }
+
+  function scheduleDraft(shell) {
+    const draft = shell.draft;
+    if (draft.frame) return;
+    draft.frame = window.requestAnimationFrame(() => {
+      draft.frame = 0;
+      if (shell.draft === draft) renderDraft(shell);
+    });
+  }
+
+  function renderDraft(shell) {
+    const { text, verdicts } = shell.draft;
+    const nodes = [];
+    let cursor = 0;
+    for (const match of text.matchAll(MARKER)) {
+      nodes.push(document.createTextNode(text.slice(cursor, match.index)));
+      // the latest verdict on the sentence holding this marker (none yet: still pending)
+      const sentence = verdicts.filter((v) => v.start <= match.index && match.index < v.end).pop();
+      for (const raw of match[1].split(/[,;]/)) {
+        const marker = Number(raw.trim());
+        const citation = sentence ? sentence.byMarker.get(marker) : null;
+        const verdict = citation ? citation.verdict : sentence ? "none" : "pending";
+        const chip = el("span", "cite cite-" + verdict, String(marker) + (verdict === "unsupported" ? " ⚠" : ""));
+        chip.dataset.marker = String(marker);
+        chip.title = "Source " + marker + ": " + (
+          verdict === "pending" ? "not checked yet" : verdict === "none" ? "no source has this number" : verdict + " (checked while the answer streams)");
+        nodes.push(chip);
+      }
+      cursor = match.index + match[0].length;
+    }
+    nodes.push(document.createTextNode(text.slice(cursor)));
+    shell.answer.replaceChildren(...nodes);
+    scrollDown();
   }
 
   function fillAssistant(shell, message) {
     byId.set(message.id, message);
     shell.bubble.dataset.messageId = String(message.id);
+    dropDraft(shell); // the draft is gone, not kept: what follows is the checked answer
     shell.answer.classList.remove("streaming");
+    shell.answer.removeAttribute("aria-busy");
     shell.answer.innerHTML = message.html; // sanitised server-side (assistant/rendering.py)
+    const list = sourceList(message);
+    if (list) shell.answer.after(list);
     if (message.reasoning) {
       shell.reasoning.hidden = false;
       shell.summary.textContent = message.reasoning_source === "model" ? "Reasoning" : "Reasoning (pipeline trace)";
       shell.pre.textContent = message.reasoning;
     }
-    const note = STATUS_NOTES[message.status];
+    let note = STATUS_NOTES[message.status];
+    if (list && SEARCHED_STATUSES.has(message.status)) note += " The passages searched are listed below.";
     if (note || message.error) {
       const box = el("div", "status-note" + (message.status === "error" || message.status === "incomplete" ? " error" : ""),
         [note, message.error].filter(Boolean).join(" "));
@@ -97,11 +199,73 @@
     if (message.route_reason) badge.title = "Route: " + message.route_reason;
     shell.meta.append(badge);
     shell.meta.append(feedbackButtons(message));
-    const verdicts = { supported: 0, partial: 0, unsupported: 0 };
-    for (const c of message.citations || []) verdicts[c.verdict] += 1;
-    for (const [verdict, count] of Object.entries(verdicts)) {
-      if (count) shell.meta.append(el("span", "verdict verdict-" + verdict, count + " " + verdict));
+    // A quote supports itself trivially: quotes are counted apart, never as "supported".
+    const counts = new Map(VERDICT_ORDER.map((v) => [v, 0]));
+    for (const c of message.citations || []) {
+      if (counts.has(c.verdict)) counts.set(c.verdict, counts.get(c.verdict) + 1);
     }
+    for (const [verdict, count] of counts) {
+      if (!count) continue;
+      const badge = el("span", "verdict verdict-" + verdict, count + " " + verdict);
+      if (verdict === "quoted") badge.title = "Sentences shown word for word from the documents, not a model's claims";
+      shell.meta.append(badge);
+    }
+  }
+
+  function finalAnnouncement(message) {
+    const parts = ["Answer checked."];
+    if (STATUS_NOTES[message.status]) parts.push(STATUS_NOTES[message.status]);
+    const text = document.createElement("div");
+    text.innerHTML = message.html; // sanitised server-side; read as text only
+    parts.push(text.textContent.trim());
+    return parts.join(" ");
+  }
+
+  function sourceLabel(source) {
+    const parts = [source.document || "unknown document"];
+    if (source.page) parts.push("page " + source.page);
+    if (source.heading_path && source.heading_path.length) parts.push(source.heading_path.join(" › "));
+    return parts;
+  }
+
+  function sourceEntry(source) {
+    const item = el("li");
+    const button = el("button", "source-entry" + (source.below_floor ? " below-floor" : ""));
+    button.type = "button";
+    button.dataset.marker = String(source.n);
+    const [documentName, ...where] = sourceLabel(source);
+    button.append(el("span", "source-n", "[" + source.n + "]"), " ", el("span", "source-doc", documentName));
+    for (const part of where) button.append(el("span", "source-where", part));
+    item.append(button);
+    return item;
+  }
+
+  function sourceList(message) {
+    // Answers list the passages they cite; answers that are no model claim (withheld, nothing
+    // found, abstained) list the passages searched, so the reader can look for themselves.
+    const sources = message.sources || [];
+    let groups = [];
+    if (SEARCHED_STATUSES.has(message.status)) {
+      const evidence = sources.filter((s) => !s.below_floor);
+      const closest = sources.filter((s) => s.below_floor);
+      groups = [
+        ["Passages searched", evidence],
+        ["Closest passages (not close enough to count as evidence)", closest],
+      ];
+    } else {
+      const cited = new Set((message.citations || []).map((c) => c.marker));
+      groups = [["Sources", sources.filter((s) => cited.has(s.n))]];
+    }
+    groups = groups.filter(([, items]) => items.length);
+    if (!groups.length) return null;
+    const box = el("div", "source-list");
+    for (const [title, items] of groups) {
+      box.append(el("div", "source-list-title", title));
+      const list = el("ol");
+      for (const source of items) list.append(sourceEntry(source));
+      box.append(list);
+    }
+    return box;
   }
 
   function feedbackButtons(message) {
@@ -191,7 +355,6 @@
     };
     const collection = document.getElementById("collection").value;
     if (collection) body.collection = collection;
-    let started = false;
     try {
       const response = await fetch("/api/v1/ask", {
         method: "POST",
@@ -219,22 +382,29 @@
           shell.summary.textContent = "Reasoning (streaming…)";
           shell.pre.textContent += event.text;
         } else if (event.event === "answer") {
-          if (!started) { shell.answer.replaceChildren(); started = true; }
-          shell.answer.append(document.createTextNode(event.text));
-          scrollDown();
+          if (!shell.draft) startDraft(shell);
+          shell.draft.text += event.text;
+          scheduleDraft(shell);
+        } else if (event.event === "verdict") {
+          addVerdict(shell, event);
         } else if (event.event === "escalate") {
-          // the first model's answer was not grounded: a stronger one answers afresh
-          started = false;
+          // the first model's answer was not grounded: its draft goes, a stronger one answers afresh
+          dropDraft(shell);
           shell.answer.replaceChildren(el("span", "muted", "Not grounded (" + event.reason + "); asking " + event.to + "…"));
         } else if (event.event === "done") {
           finished = true;
           fillAssistant(shell, event.message);
+          announce(finalAnnouncement(event.message));
         }
       }
       if (!finished) throw new Error("the connection closed before the answer was complete");
     } catch (err) {
+      // What streamed was never checked: it stays marked as a draft, under the error.
       shell.answer.classList.remove("streaming");
+      shell.answer.removeAttribute("aria-busy");
+      shell.note.textContent = "Draft, not checked against the sources";
       shell.answer.after(el("div", "status-note error", "Could not get an answer: " + err.message));
+      announce("Could not get an answer: " + err.message);
     }
     scrollDown();
   }
@@ -249,6 +419,7 @@
     if (!source) {
       panel.title.textContent = "Source " + marker + " does not exist";
       panel.meta.textContent = "The model cited a source it was not given; the citation was dropped.";
+      panel.section.hidden = true;
       panel.verdict.replaceChildren();
       panel.text.replaceChildren();
       panel.open.hidden = true;
@@ -258,14 +429,31 @@
     const meta = [];
     if (source.page) meta.push("page " + source.page);
     if (source.collection) meta.push(source.collection);
-    if (source.heading_path && source.heading_path.length) meta.push(source.heading_path.join(" › "));
     panel.meta.textContent = meta.join(" · ");
+    const path = source.heading_path || [];
+    panel.section.hidden = !path.length;
+    panel.section.textContent = path.join(" › ");
     panel.verdict.replaceChildren();
-    const order = { supported: 0, partial: 1, unsupported: 2 };
-    const worst = citations.slice().sort((a, b) => order[b.verdict] - order[a.verdict])[0];
-    if (worst) {
+    // worst first; a quote is no claim, so any verdict on a model's sentence outranks it
+    const order = { quoted: -1, supported: 0, partial: 1, unsupported: 2 };
+    const worst = citations.slice().sort((a, b) => (order[b.verdict] ?? 0) - (order[a.verdict] ?? 0))[0];
+    if (worst && worst.verdict === "quoted") {
+      panel.verdict.append(el("span", "verdict verdict-quoted", "quoted"));
+      panel.verdict.append(el("span", "muted", " shown word for word from this passage, not checked as a claim"));
+    } else if (worst) {
       panel.verdict.append(el("span", "verdict verdict-" + worst.verdict, worst.verdict + " (" + worst.score.toFixed(2) + ")"));
       panel.verdict.append(el("span", "muted", " for: “" + worst.sentence + "”"));
+    } else if (source.below_floor) {
+      panel.verdict.append(el("span", "verdict verdict-none", "closest passage"));
+      panel.verdict.append(el("span", "muted", " not close enough to the question to count as evidence"));
+    } else if (SEARCHED_STATUSES.has(message.status)) {
+      panel.verdict.append(el("span", "verdict verdict-none", "searched"));
+      panel.verdict.append(el("span", "muted", " found for the question; no verified answer cites it"));
+    }
+    if (source.withheld) {
+      panel.text.textContent = "(" + source.withheld + ")";
+      panel.open.hidden = true;
+      return;
     }
     const text = source.text;
     panel.text.replaceChildren();
@@ -291,7 +479,7 @@
   }
 
   messagesEl.addEventListener("click", (event) => {
-    const chip = event.target.closest("button.cite");
+    const chip = event.target.closest("button.cite, button.source-entry");
     if (!chip) return;
     const bubble = chip.closest("[data-message-id]");
     if (bubble) openSource(Number(bubble.dataset.messageId), Number(chip.dataset.marker));

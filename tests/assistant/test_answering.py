@@ -1,6 +1,7 @@
 """answer_question end to end: real retrieval over real ingested documents, real verification,
 the model faked only where it is a network service (FakeLLM, the fake DeepSeek server)."""
 
+import dataclasses
 import io
 import json
 
@@ -13,7 +14,10 @@ from ingest.services import collection_get_or_create
 from rag.llm import LLMError
 from rag.prompting import ABSTAIN_TEXT
 from rag.types import Completion, Usage
+from tests.conftest import HANDBOOK
+from tests.docs import make_pdf
 from tests.fakes.deepseek import Disconnect, ErrorResponse, Reply
+from tests.ingest.helpers import ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -113,11 +117,19 @@ class TestUngroundedAnswers:
         message = ask(staff_user)
 
         assert message.status == Message.Status.EXTRACTIVE
-        assert message.content.startswith("**Extractive answer.**")
+        assert message.content.startswith("**Quoted from your documents — not verified")
+        assert "supported" not in message.content.lower()
         assert message.model_answer == "You have two weeks to send receipts to the office."
         assert "two weeks" not in message.content
-        assert message.citations and all(c["verdict"] == "supported" for c in message.citations)
-        assert any("thirty days" in c["quote"] for c in message.citations)
+        # the answering sentence, not the page: no heading, no neighbour about flights
+        (citation,) = message.citations
+        assert citation["verdict"] == "quoted" and not message.has_unsupported
+        assert citation["quote"] == "Receipts must be submitted within thirty days of travel."
+        source = next(s for s in message.sources if s["n"] == citation["marker"])
+        assert source["text"][citation["quote_start"] : citation["quote_end"]] == citation["quote"]
+        assert f"> {citation['quote']} [{citation['marker']}]" in message.content
+        assert "handbook.pdf, page 2" in message.content
+        assert "Travel policy" not in message.content and "Economy" not in message.content
         assert "The model wrote" in message.reasoning
 
     def test_nothing_is_quoted_when_no_passage_matches_the_question(
@@ -134,8 +146,13 @@ class TestUngroundedAnswers:
         assert message.sources, "the passages found are still listed"
         assert message.status == Message.Status.WITHHELD
         assert message.content == services.WITHHELD_TEXT
+        assert message.content.startswith("Your documents don't seem to answer this")
+        assert "model" not in message.content  # the documents lack it, the model is not blamed
         assert message.model_answer == "Parental leave is sixteen weeks [1]."
         assert message.citations == []
+        for source in message.sources:  # what the UI lists as clickable sources
+            assert source["document"] == "handbook.pdf" and source["page"] in (1, 2, 3)
+            assert "heading_path" in source and source["below_floor"] is False
 
     def test_the_support_bar_decides_what_is_quoted(self, staff_user, handbook, fake_llm, settings):
         fake_llm.provider = "local"
@@ -158,8 +175,14 @@ class TestNoEvidenceAndFailures:
 
         assert message.status == Message.Status.NO_SOURCES
         assert fake_llm.calls == []
+        assert message.content.startswith("Your documents don't seem to cover this")
         assert "I searched for" in message.content and "tarte tatin" in message.content
-        assert message.sources == []
+        # the closest passages are listed all the same, marked as below the relevance floor
+        assert 1 <= len(message.sources) <= services.NO_SOURCES_LISTED
+        assert all(s["below_floor"] for s in message.sources)
+        assert all(s["dense_score"] < 0.25 for s in message.sources)
+        assert {s["document"] for s in message.sources} == {"handbook.pdf"}
+        assert message.citations == [] and message.prompt == []
 
     def test_an_empty_collection_says_so(self, staff_user, collection, fake_llm):
         message = ask(staff_user)
@@ -362,3 +385,130 @@ def test_a_model_version_other_than_the_pinned_one_is_audited_once(staff_user, h
     usage = first.usage
     expected = usage["prompt_tokens"] / 1000 * 1.0 + usage["completion_tokens"] / 1000 * 2.0
     assert usage["cost"] == pytest.approx(expected) and usage["cost"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers from the documents without a model worth showing: quotes, navigation, follow-ups
+# ---------------------------------------------------------------------------------------------
+
+CONTENTS_PAGE = (
+    "Contents\nTravel policy: receipts, flights and travel costs . . . . . 2\n"
+    "Security policy . . . . . . 3"
+)
+
+
+@pytest.fixture
+def marked_navigation(monkeypatch):
+    """The real retriever over the real store, with the passages whose text passes ``test``
+    returned as navigation (contents, index): what the store returns for a contents page."""
+    from ingest import components
+
+    def mark(test):
+        real = components.get_retriever
+
+        class Marking:
+            def search(self, query, **kwargs):
+                found = real().search(query, **kwargs)
+                return [dataclasses.replace(s, kind="navigation") if test(s) else s for s in found]
+
+        monkeypatch.setattr(services, "get_retriever", Marking)
+
+    return mark
+
+
+class TestNavigationPassages:
+    def test_never_given_to_the_model_nor_quoted_but_listed(
+        self, staff_user, collection, fake_llm, marked_navigation
+    ):
+        ingest(make_pdf([CONTENTS_PAGE, *HANDBOOK]), "handbook.pdf", collection)
+        marked_navigation(lambda s: s.text.startswith("Contents"))
+        fake_llm.provider = "local"
+        fake_llm.default = "You have two weeks to send receipts to the office."
+
+        message = ask(staff_user, "Where is the travel policy on receipts?")
+
+        (sent,) = fake_llm.calls
+        prompt = "\n".join(m.content for m in sent)
+        assert ". . . . ." not in prompt and "Contents" not in prompt
+        listed = [s for s in message.sources if s["kind"] == "navigation"]
+        assert listed and listed[0]["n"] == len(message.sources)  # listed, after the content
+        assert message.parameters["sources"] == len(message.sources) - len(listed)
+        assert all(c["chunk_id"] != listed[0]["chunk_id"] for c in message.citations)
+
+    def test_only_navigation_found_is_withheld_without_a_model(
+        self, staff_user, handbook, fake_llm, marked_navigation
+    ):
+        marked_navigation(lambda s: True)
+
+        message = ask(staff_user)
+
+        assert message.status == Message.Status.WITHHELD
+        assert message.content == services.NAVIGATION_ONLY_TEXT
+        assert fake_llm.calls == []
+        assert message.sources and all(s["kind"] == "navigation" for s in message.sources)
+
+
+READING = (
+    "Reading CSV files\nTo read a CSV file into a data frame, use the read.csv function.\n"
+    "It takes the name of the file as its first argument."
+)
+WRITING = (
+    "Writing CSV files\nA data frame is written back out to a CSV file with write.csv.\n"
+    "Give it the data frame and the name of the new file."
+)
+OTHER = "Plotting\nThe plot function draws a scatter plot of two numeric vectors."
+
+
+def test_a_follow_up_finds_and_quotes_its_subject_without_a_capable_model(
+    staff_user, collection, fake_llm
+):
+    ingest(make_pdf([READING, WRITING, OTHER]), "data-guide.pdf", collection)
+    fake_llm.provider = "local"  # an answer it cannot verify: sentences are quoted instead
+    fake_llm.default = "It is easy."
+
+    first = ask(staff_user, "How do I read a CSV file?")
+    second = ask(staff_user, "how do I write it back out?", conversation=first.conversation)
+
+    assert first.status == Message.Status.EXTRACTIVE
+    assert "read.csv" in first.citations[0]["quote"]
+    assert "CSV" in second.standalone_query and "read" not in second.standalone_query.lower()
+    assert "write.csv" in second.sources[0]["text"]  # the writing page ranks first
+    assert second.status == Message.Status.EXTRACTIVE, second.content
+    assert "write.csv" in second.citations[0]["quote"]
+    assert all(c["verdict"] == "quoted" for c in second.citations)
+
+
+def test_a_self_contained_question_after_another_is_left_alone(staff_user, handbook, fake_llm):
+    first = ask(staff_user, "Which class must I fly on short flights?")
+    second = ask(
+        staff_user, "Which laptops need full disk encryption?", conversation=first.conversation
+    )
+    assert second.standalone_query == "Which laptops need full disk encryption?"
+
+
+def test_no_sources_event_lists_the_closest_passages_below_the_floor(
+    staff_user, handbook, fake_llm
+):
+    events = list(
+        services.answer_stream(user=staff_user, question="Quelle est la recette de la tarte?")
+    )
+
+    (listed,) = [e for e in events if e["event"] == "sources"]
+    assert listed["sources"] and all(s["below_floor"] for s in listed["sources"])
+    assert all(s["document"] == "handbook.pdf" and s["page"] for s in listed["sources"])
+    done = events[-1]["message"]
+    assert done["status"] == "no_sources" and done["sources"] == listed["sources"]
+
+
+def test_ask_json_marks_quoted_sentences(handbook, fake_llm):
+    fake_llm.provider = "local"
+    fake_llm.default = "You have two weeks to send receipts to the office."
+    out = io.StringIO()
+
+    call_command("ask", RECEIPTS, "--json", stdout=out, stderr=io.StringIO())
+
+    result = json.loads(out.getvalue())
+    assert result["status"] == "extractive"
+    (citation,) = result["citations"]
+    assert citation["verdict"] == "quoted" and citation["page"] == 2
+    assert citation["quote"] == "Receipts must be submitted within thirty days of travel."

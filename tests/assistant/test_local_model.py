@@ -34,9 +34,9 @@ def test_offline_model_answers_and_is_verified(staff_user, handbook, local_only)
     if message.status == Message.Status.ANSWERED:
         assert message.citations and not message.has_unsupported
     if message.status == Message.Status.EXTRACTIVE:
-        assert message.content.startswith("**Extractive answer.**")
+        assert message.content.startswith("**Quoted from your documents")
         assert any("thirty days" in c["quote"] for c in message.citations)
-        assert all(c["verdict"] == "supported" for c in message.citations)
+        assert all(c["verdict"] == "quoted" for c in message.citations)
     assert message.reasoning_source == "pipeline"  # this model has no reasoning of its own
     assert "SmolLM2" in message.reasoning
 
