@@ -410,8 +410,8 @@ def _is_html_navigation(node) -> bool:
     return node.name in _BLOCK_TAGS and bool(names & _TOC_NAMES)
 
 
-class _InlineIter:
-    """Iterator wrapper marking inline children, so leaving them does not flush the paragraph."""
+class _Children:
+    """An iterator over an element's children whose type says how leaving them ends."""
 
     def __init__(self, children) -> None:
         self._it = iter(children)
@@ -423,17 +423,12 @@ class _InlineIter:
         return next(self._it)
 
 
-class _NavIter:
+class _InlineIter(_Children):
+    """Inline children: leaving them does not flush the paragraph."""
+
+
+class _NavIter(_Children):
     """Children of a navigation element: leaving them ends the paragraph and the navigation."""
-
-    def __init__(self, children) -> None:
-        self._it = iter(children)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return next(self._it)
 
 
 def _parse_markdown(text: str) -> ParsedDocument:
