@@ -112,6 +112,45 @@ def collapse_near_duplicates(
     return kept
 
 
+_SECTION_NUMBER_RE = re.compile(
+    r"^\s*(?:(?:chapter|section|part|appendix)\s+\w+|\d+(?:\.\d+)*\.?|[a-z](?:\.\d+)+\.?"
+    r"|[a-z][.)]|[ivxlc]+[.)])[:)]?\s+",
+    re.IGNORECASE,
+)
+
+
+def heading_key(text: str) -> str:
+    """A heading or a query as compared by :func:`sections_named_first`: lower case, without a
+    leading section number ("5.3", "Chapter 5", "A.2") and punctuation."""
+    text = _SECTION_NUMBER_RE.sub("", text, count=1)
+    return " ".join(_WORD_RE.findall(text.lower()))
+
+
+def sections_named_first(query: str, chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """Passages of a section whose own heading *is* the query come first, from the section's
+    start (page, then offset); everything else keeps its order after them.
+
+    People type a heading they saw in a contents page or a previous answer to get that
+    section. Fusion ranks such a section's passages high (the heading is part of what is
+    embedded and indexed) but not reliably its first passage above a later one, a neighbouring
+    section that uses the same words, or a page that mentions the heading in passing. A section
+    is named only by an exact match of its deepest heading, so an ordinary question is never
+    reordered.
+    """
+    key = heading_key(query)
+    if len(key) < 3:
+        return list(chunks)
+    named = [c for c in chunks if c.heading_path and heading_key(c.heading_path[-1]) == key]
+    if not named:
+        return list(chunks)
+    sections: dict[tuple[str, tuple[str, ...]], int] = {}
+    for chunk in named:  # sections in the order of their best passage
+        sections.setdefault((chunk.document_id, chunk.heading_path), len(sections))
+    named.sort(key=lambda c: (sections[(c.document_id, c.heading_path)], c.page or 0, c.start))
+    chosen = {id(c) for c in named}
+    return named + [c for c in chunks if id(c) not in chosen]
+
+
 def content_first(chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
     """Content passages in their order, then navigation passages in theirs (a stable sort)."""
     return sorted(chunks, key=lambda chunk: chunk.kind == "navigation")
@@ -149,6 +188,8 @@ class Retriever:
       the words of every heading, so it matches a section's name better than the section does;
       it is kept (findable by name, and listed when nothing else matches) but never outranks
       the pages it points to.
+    - ``heading_match``: a query that is a section's heading brings that section's passages
+      first, from its start (see :func:`sections_named_first`).
     - ``lexical``: the BM25 encoder; only its tokenizer matters for queries (weights are 1, the
       IDF comes from the store), so it must tokenize as the indexing encoder did.
 
@@ -174,6 +215,7 @@ class Retriever:
     dedup_threshold: float | None = 0.9
     min_dense_score: float | None = None
     navigation_last: bool = True
+    heading_match: bool = True
 
     def __post_init__(self) -> None:
         _check_mode(self.mode)
@@ -234,6 +276,8 @@ class Retriever:
                 if hit.lexical_rank is not None
                 or (hit.dense_score is not None and hit.dense_score >= self.min_dense_score)
             ]
+        if self.heading_match:
+            ranked = sections_named_first(query, ranked)
         if self.navigation_last:
             ranked = content_first(ranked)
         if self.dedup_threshold is None:

@@ -14,7 +14,9 @@ from rag.retrieval import (
     Retriever,
     collapse_near_duplicates,
     content_first,
+    heading_key,
     reciprocal_rank_fusion,
+    sections_named_first,
 )
 from rag.store import QdrantStore
 from rag.types import Chunk, IndexedChunk, ScoredChunk, SparseVector
@@ -457,6 +459,37 @@ class TestNavigationLast:
         assert [h.page for h in unordered.search(HEADING_QUERY, k=2)][0] == 2  # the trap
         ranked = Retriever(embedder=embedder, store=manual).search(HEADING_QUERY, k=2)
         assert [(h.page, h.kind) for h in ranked] == [(3, "content"), (2, "navigation")]
+
+
+def section_hit(chunk_id: str, path: tuple[str, ...], page: int, start: int = 0) -> ScoredChunk:
+    return ScoredChunk(**{**vars_of(hit(chunk_id, "text")), "heading_path": path, "page": page,
+                          "start": start})  # fmt: skip
+
+
+class TestSectionsNamedFirst:
+    TABLES = ("7 Tables", "7.3 TableStyle Commands")
+
+    def test_a_heading_as_query_brings_its_section_first_from_its_start(self):
+        ranked = [
+            section_hit("elsewhere", ("5 Fonts",), 40),
+            section_hit("later", self.TABLES, 87),
+            section_hit("parent", ("7 Tables",), 85),
+            section_hit("start", self.TABLES, 86, start=10),
+            section_hit("first", self.TABLES, 86, start=0),
+        ]
+        assert ids(sections_named_first("TableStyle commands?", ranked)) == [
+            "first", "start", "later", "elsewhere", "parent"
+        ]  # fmt: skip
+
+    def test_numbering_and_punctuation_do_not_matter(self):
+        assert heading_key("7.3 TableStyle Commands") == heading_key("tablestyle commands?")
+        assert heading_key("Chapter 5: Packages") == "packages"
+        assert heading_key("A Tour of R") == "a tour of r"  # an article is not a number
+
+    def test_an_ordinary_question_is_not_reordered(self):
+        ranked = [section_hit("a", ("5 Fonts",), 40), section_hit("b", self.TABLES, 86)]
+        assert ids(sections_named_first("How do I style a table?", ranked)) == ["a", "b"]
+        assert ids(sections_named_first("Tables", ranked)) == ["a", "b"]  # only the deepest
 
 
 def vars_of(chunk: ScoredChunk) -> dict:
