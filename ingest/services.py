@@ -16,6 +16,8 @@ from typing import IO
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -317,6 +319,13 @@ def document_ingest(*, document_id: int) -> Document:
     document = Document.objects.select_related("collection").get(pk=document_id)
     if document.is_finished:
         return document  # a redelivered or duplicate message: the work is done
+    if (crashed := _attempt_start(document_id)) >= settings.INGEST_MAX_ATTEMPTS:
+        document_fail(
+            document_id=document_id,
+            reason=f"stopped after {crashed} attempts (the worker died while processing it)",
+        )
+        document.refresh_from_db()
+        return document
     progress = _Progress(document_id)
     progress.set(Document.Status.PARSING, 1, "reading the file", started=True)
 
@@ -425,9 +434,22 @@ def document_retry_later(*, document_id: int, reason: str, countdown: float, att
     Document.objects.filter(pk=document_id).update(
         status=Document.Status.QUEUED,
         stage=f"retrying in {countdown:.0f}s (attempt {attempt}): {reason}"[:200],
-        attempts=attempt,
+        # this start ended, in a known way: it is not one the worker died in
+        attempts=Greatest(F("attempts") - 1, 0),
         updated_at=timezone.now(),
     )
+
+
+def _attempt_start(document_id: int) -> int:
+    """Count a start of processing, committed before any work, and return how many earlier
+    starts never ended: ``attempts`` goes up at every start and down when a start ends in a
+    transient failure (a retry), while ready and failed are final. So a document already at
+    INGEST_MAX_ATTEMPTS here took the worker down with it that many times."""
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document_id)
+        earlier = document.attempts
+        Document.objects.filter(pk=document_id).update(attempts=F("attempts") + 1)
+    return earlier
 
 
 @dataclass

@@ -283,6 +283,9 @@ CELERY_BROKER_URL = _set("CELERY_BROKER_URL") or "filesystem://localhost/"
 INGEST_SOFT_TIME_LIMIT = env.int("INGEST_SOFT_TIME_LIMIT", default=3600)
 INGEST_TIME_LIMIT = env.int("INGEST_TIME_LIMIT", default=3660)
 INGEST_MAX_RETRIES = env.int("INGEST_MAX_RETRIES", default=5)
+# A poison document (one that kills the worker: memory, a hard time limit) would otherwise be
+# resumed at every start and redelivered to worker after worker, forever.
+INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=3)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -119,7 +119,7 @@ def test_bad_input_fails_with_a_reason_and_keeps_the_original(
     assert document.status == Document.Status.FAILED
     assert reason in document.error
     assert document.progress == 100 and document.finished_at is not None
-    assert document.attempts == 0  # a bad document is never retried
+    assert document.attempts == 1  # one start, never retried
     assert store.count(document_id=str(document.pk)) == 0
     if data:  # what the user gave us is kept, so it can be downloaded or re-indexed
         with document.file.open("rb") as handle:

@@ -94,7 +94,8 @@ def test_a_transient_failure_is_scheduled_for_retry(collection, settings, monkey
         document_ingest_task.run(document.pk)
 
     document.refresh_from_db()
-    assert document.status == "queued" and document.attempts == 1
+    # the start ended in a known way (a retry), so it does not count towards a poison document
+    assert document.status == "queued" and document.attempts == 0
     assert document.stage.startswith("retrying in ")
     assert 2.5 <= retried[0]["countdown"] <= 5.0
 
@@ -135,3 +136,30 @@ def test_queue_down_marks_the_document_failed_instead_of_losing_it(
     assert document.status == "failed"
     assert "could not reach the task queue" in document.error
     assert document.file  # the bytes are kept: Re-index can try again
+
+
+@pytest.mark.django_db
+def test_a_document_the_worker_died_on_is_failed_not_resumed_forever(collection, settings):
+    """A poison document (the worker died in it: out of memory, killed) is resumed at start-up
+    and redelivered; after INGEST_MAX_ATTEMPTS such starts it fails for good, with the reason."""
+    settings.INGEST_MAX_ATTEMPTS = 3
+    poison = upload(b"Visitors sign in at reception.", "visitors.txt", collection)
+    # two starts that never ended: the worker died mid-way and the document was left parsing
+    Document.objects.filter(pk=poison.pk).update(status="parsing", attempts=2)
+
+    assert services.documents_resume() == 1
+    document_ingest_task.apply(args=[poison.pk])  # the third start may still succeed
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("ready", 3)
+
+    Document.objects.filter(pk=poison.pk).update(status="parsing", attempts=3)
+    services.documents_resume()
+    document_ingest_task.apply(args=[poison.pk])
+    poison.refresh_from_db()
+    assert poison.status == "failed" and poison.attempts == 4
+    assert poison.error == "stopped after 3 attempts (the worker died while processing it)"
+
+    services.document_reindex(document=poison)  # an admin's re-index starts afresh
+    document_ingest_task.apply(args=[poison.pk])
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("ready", 1)
