@@ -334,6 +334,12 @@ def document_ingest(*, document_id: int) -> Document:
     parsed = parsing.parse(
         data,
         document.name,
+        limits=parsing.ParseLimits(
+            zip_max_bytes=settings.PARSE_ZIP_MAX_MB * 1024 * 1024,
+            zip_max_ratio=settings.PARSE_ZIP_MAX_RATIO,
+            zip_max_members=settings.PARSE_ZIP_MAX_MEMBERS,
+            pdf_max_pages=settings.PARSE_PDF_MAX_PAGES,
+        ),
         progress=lambda done, total: progress.set(
             Document.Status.PARSING, 1 + 19 * done // total, f"reading page {done} of {total}"
         ),

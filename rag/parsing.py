@@ -11,6 +11,7 @@ import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import PurePath
 
 import filetype
@@ -39,6 +40,34 @@ EXTENSIONS = {
 FRIENDLY = {PDF: "a PDF", TXT: "text", MARKDOWN: "Markdown", HTML: "HTML", DOCX: "a DOCX document"}
 
 ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Bounds checked before a format's parser sees the bytes (archive bombs, page floods).
+
+    A DOCX is a ZIP archive that python-docx inflates whole into XML trees: 3.5 MB can inflate to
+    gigabytes of tiny paragraphs. The archive's directory says what each member inflates to, and
+    zipfile never inflates a member past its declared size, so checking the directory first bounds
+    the memory parsing can take."""
+
+    zip_max_bytes: int = 200 * 1024 * 1024  # all members together, inflated
+    zip_max_ratio: float = 100.0  # inflated / compressed, over the whole archive
+    zip_max_members: int = 10_000
+    pdf_max_pages: int = 10_000
+
+    def __post_init__(self) -> None:
+        if min(self.zip_max_bytes, self.zip_max_ratio, self.zip_max_members) <= 0:
+            raise ValueError("parse limits must be positive")
+        if self.pdf_max_pages < 1:
+            raise ValueError("pdf_max_pages must be at least 1")
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+# A small archive may legitimately compress better than the ratio (repetitive XML): the ratio is
+# only held against archives that inflate past this.
+_RATIO_FLOOR = 10 * 1024 * 1024
 
 
 class ParseError(Exception):
@@ -135,13 +164,21 @@ def _looks_binary(head: bytes) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse(data: bytes, filename: str, *, progress: ProgressFn | None = None) -> ParsedDocument:
-    """Parse ``data``. ``progress(done, total)`` is called as pages are read (PDFs page by page)."""
+def parse(
+    data: bytes,
+    filename: str,
+    *,
+    progress: ProgressFn | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> ParsedDocument:
+    """Parse ``data``. ``progress(done, total)`` is called as pages are read (PDFs page by page).
+    A breach of ``limits`` is a ParseError that names the limit and the number."""
     media_type = detect_media_type(data, filename)
     report = progress or (lambda done, total: None)
     if media_type == PDF:
-        document = _parse_pdf(data, report)
+        document = _parse_pdf(data, report, limits)
     elif media_type == DOCX:
+        check_archive(data, limits)
         document = _parse_docx(data)
     elif media_type == HTML:
         document = _parse_html(decode_text(data))
@@ -154,6 +191,32 @@ def parse(data: bytes, filename: str, *, progress: ProgressFn | None = None) -> 
     if media_type != PDF:  # a PDF reported page by page already
         report(1, 1)
     return document
+
+
+def check_archive(data: bytes, limits: ParseLimits) -> None:
+    """Refuse a ZIP archive whose directory promises too much: before anything is inflated."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ParseError(f"corrupt DOCX document: {_short(exc)}") from exc
+    if len(members) > limits.zip_max_members:
+        raise ParseError(
+            f"refused: the archive holds {len(members):,} files (the limit is "
+            f"{limits.zip_max_members:,}): not an ordinary DOCX document"
+        )
+    inflated = sum(member.file_size for member in members)
+    if inflated > limits.zip_max_bytes:
+        raise ParseError(
+            f"refused: the document inflates to {inflated / 2**20:,.0f} MB (the limit is "
+            f"{limits.zip_max_bytes / 2**20:,.0f} MB): a compression bomb or far too large"
+        )
+    compressed = max(1, sum(member.compress_size for member in members))
+    if inflated > _RATIO_FLOOR and inflated / compressed > limits.zip_max_ratio:
+        raise ParseError(
+            f"refused: the document inflates {inflated / compressed:,.0f} times its size "
+            f"(the limit is {limits.zip_max_ratio:,.0f}): a compression bomb"
+        )
 
 
 def decode_text(data: bytes) -> str:
@@ -195,7 +258,7 @@ def _parse_text(text: str) -> ParsedDocument:
     return ParsedDocument(media_type=TXT, pages=(page,))
 
 
-def _parse_pdf(data: bytes, report: ProgressFn) -> ParsedDocument:
+def _parse_pdf(data: bytes, report: ProgressFn, limits: ParseLimits) -> ParsedDocument:
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
@@ -219,6 +282,10 @@ def _parse_pdf(data: bytes, report: ProgressFn) -> ParsedDocument:
         raise ParseError(f"corrupt or truncated PDF: {_short(exc)}") from exc
     if total == 0:
         raise ParseError("corrupt or truncated PDF: no pages could be read")
+    if total > limits.pdf_max_pages:
+        raise ParseError(
+            f"refused: the PDF has {total:,} pages (the limit is {limits.pdf_max_pages:,})"
+        )
 
     texts: list[str] = []
     warnings: list[str] = []

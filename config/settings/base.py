@@ -286,6 +286,12 @@ INGEST_MAX_RETRIES = env.int("INGEST_MAX_RETRIES", default=5)
 # A poison document (one that kills the worker: memory, a hard time limit) would otherwise be
 # resumed at every start and redelivered to worker after worker, forever.
 INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=3)
+# Bounds checked before a parser sees a file (rag.parsing.ParseLimits): a DOCX's inflated size,
+# compression ratio and member count (zip bombs), a PDF's page count.
+PARSE_ZIP_MAX_MB = env.int("PARSE_ZIP_MAX_MB", default=200)
+PARSE_ZIP_MAX_RATIO = env.float("PARSE_ZIP_MAX_RATIO", default=100.0)
+PARSE_ZIP_MAX_MEMBERS = env.int("PARSE_ZIP_MAX_MEMBERS", default=10_000)
+PARSE_PDF_MAX_PAGES = env.int("PARSE_PDF_MAX_PAGES", default=10_000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
