@@ -519,15 +519,31 @@ _MARKER_RE = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 def quotes_page(
     answer: str, page_texts: Sequence[str], *, min_words: int = QUOTE_MIN_WORDS
 ) -> bool:
-    """Whether ``answer`` (citation markers like ``[1]`` ignored, whitespace normalised)
-    contains a whole sentence of at least ``min_words`` words from one of ``page_texts``."""
-    shown = " ".join(_MARKER_RE.sub("", answer).split())
+    """Whether ``answer`` and one of ``page_texts`` share a whole sentence of at least
+    ``min_words`` words (citation markers like ``[1]``, quote marks ``>``, code backticks and
+    whitespace ignored): a sentence of the page that the answer holds, or a complete sentence of
+    the answer (ending in . ! or ?) that stands in the page. The second direction counts a quote
+    whose page sentence runs on from a heading line the parser could not separate."""
+    shown = " ".join(_MARKER_RE.sub("", answer).replace("`", "").split())
     if not shown:
         return False
-    return any(
+    pages = [" ".join(text.split()) for text in page_texts]
+    if any(
         sentence in shown
-        for text in page_texts
+        for text in pages
         for sentence in page_sentences(text, min_words=min_words)
+    ):
+        return True
+    quotes = [
+        " ".join(_MARKER_RE.sub("", line).replace("`", "").lstrip("> ").split())
+        for line in answer.splitlines()
+        if line.startswith(">")
+    ]
+    return any(
+        sentence.endswith((".", "!", "?")) and sentence in text
+        for quote in quotes
+        for sentence in page_sentences(quote, min_words=min_words)
+        for text in pages
     )
 
 

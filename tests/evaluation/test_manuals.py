@@ -152,6 +152,17 @@ def test_an_answer_quotes_the_page_when_it_holds_a_whole_sentence_of_it():
     assert not quotes_page("", [PAGE])
 
 
+def test_a_quote_counts_when_its_page_sentence_runs_on_from_a_heading_line():
+    page = "2.12 Text object methods The text object methods shown above relate to basic geometry."
+    answer = (
+        "**Quoted from your documents.** Here is what matches:\n\n"
+        "> The text object methods shown above relate to basic geometry. [3]\n> — *guide.pdf*"
+    )
+    assert quotes_page(answer, [page])
+    assert not quotes_page("> The text object methods shown above relate to [3]", [page])
+    assert not quotes_page(answer, ["The text object methods shown below are different."])
+
+
 def test_bootstrap_interval_is_fixed_and_brackets_the_mean():
     values = [1.0] * 30 + [0.0] * 10
     low, high = bootstrap_interval(values)
