@@ -1,16 +1,22 @@
 """JSON API for documents: POST/GET /api/v1/documents, GET/DELETE /api/v1/documents/<id>,
-POST /api/v1/documents/<id>/reindex and /api/v1/documents/reindex-outdated."""
+POST /api/v1/documents/<id>/reindex and /api/v1/documents/reindex-outdated; passage search:
+POST /api/v1/search."""
 
 from __future__ import annotations
 
+import json
+import time
+
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import roles
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import selectors, services
+from .components import get_retriever
 from .models import Collection, Document
 
 
@@ -106,3 +112,47 @@ def documents_reindex_outdated(request: HttpRequest) -> JsonResponse:
         return denied
     queued = services.documents_reindex(outdated_only=True, by=request.user)
     return JsonResponse({"documents": [selectors.document_json(d) for d in queued]}, status=202)
+
+
+SEARCH_MAX_K = 1000
+
+
+@roles.api_requires(roles.can_ask, "searching")
+@require_POST
+def search(request: HttpRequest) -> JsonResponse:
+    """POST {"query", "k"?, "collection"? | "collections"?} -> the `manage.py search --json`
+    shape: {"results": [...], "latency_ms"}. Only collections the user may read are searched."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    query = body.get("query")
+    if not isinstance(query, str):
+        return _error(400, 'missing "query" (a string)')
+    k = body.get("k", settings.SEARCH_TOP_K)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= SEARCH_MAX_K:
+        return _error(400, f'"k" must be an integer from 1 to {SEARCH_MAX_K}')
+    collection = body.get("collection")
+    if collection is not None and not isinstance(collection, str):
+        return _error(400, '"collection" must be a collection slug')
+    collections = body.get("collections") or ([collection] if collection else None)
+    if collections is not None and not (
+        isinstance(collections, list) and all(isinstance(c, str) for c in collections)
+    ):
+        return _error(400, '"collections" must be a list of collection slugs')
+    wanted = selectors.searchable_collections(request.user, collections)
+    started = time.perf_counter()
+    try:
+        hits = get_retriever().search(query, k=k, collections=wanted)
+    except (StoreUnavailable, StoreLocked) as exc:
+        return _error(503, f"search is unavailable: {exc}")
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return JsonResponse(
+        {
+            "results": [selectors.search_result_json(n, hit) for n, hit in enumerate(hits, 1)],
+            "latency_ms": latency_ms,
+        },
+        json_dumps_params={"ensure_ascii": False},
+    )

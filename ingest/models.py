@@ -2,6 +2,12 @@ from django.conf import settings
 from django.db import models
 
 
+def collection_chunk_key(*, sha256: str, collection_id: int) -> str:
+    """What a document's passage ids derive from: its content within its collection, so the same
+    bytes in two collections are two sets of points (each with its own collection's access)."""
+    return f"{sha256}:{collection_id}"
+
+
 class Collection(models.Model):
     class Sensitivity(models.TextChoices):
         PUBLIC = "public"
@@ -68,6 +74,14 @@ class Document(models.Model):
     chunker_version = models.CharField(
         max_length=16, blank=True, help_text="rag.chunking.CHUNKER_VERSION it was indexed with"
     )
+    # The same bytes may be indexed once per collection, so point ids cannot come from the
+    # content hash alone (see collection_chunk_key); stored, so a re-index finds its old ids.
+    chunk_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="What its passage ids derive from; blank: its sha256 (indexed before ids "
+        "were per collection)",
+    )
     duplicate_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates"
     )
@@ -81,6 +95,15 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # Deduplication is per collection: one live original per content, the rest point
+            # to it. Enforced here so two simultaneous uploads cannot both become originals.
+            models.UniqueConstraint(
+                fields=["collection", "sha256"],
+                condition=~models.Q(status__in=["failed", "duplicate"]),
+                name="document_one_live_original_per_collection",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

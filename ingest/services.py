@@ -15,7 +15,7 @@ from typing import IO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -28,7 +28,8 @@ from rag.chunking import CHUNKER_VERSION, chunk_id_for
 from rag.types import IndexedChunk
 
 from .components import get_chunker, get_embedder, get_lexical_encoder, get_store
-from .models import Collection, Document
+from .models import Collection, Document, collection_chunk_key
+from .selectors import documents_reindexable
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,17 @@ class DocumentError(Exception):
 
 class DocumentGone(Exception):
     """The document was deleted while it was being processed."""
+
+
+class DocumentTimeLimit(Exception):
+    """The document took longer than INGEST_SOFT_TIME_LIMIT; raised at the next checkpoint."""
+
+
+def time_limit_reason() -> str:
+    return (
+        f"ingestion took longer than {settings.INGEST_SOFT_TIME_LIMIT} s "
+        "(INGEST_SOFT_TIME_LIMIT); split the document or raise the limit"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,10 +140,11 @@ def document_upload(
     """Record an uploaded file and queue its ingestion.
 
     Every outcome is a Document row: over the size limit -> failed (the bytes are not kept);
-    same bytes as a live document -> duplicate pointing to it; otherwise the original is stored
-    under its content hash and the document is queued.
+    same bytes as a live document of the same collection -> duplicate pointing to it; otherwise
+    the original is stored under its content hash (shared by every collection) and the document
+    is queued.
     """
-    name = PurePath(name or "unnamed").name[:255] or "unnamed"
+    name = clean_upload_name(name)
     user = uploaded_by if uploaded_by is not None and uploaded_by.is_authenticated else None
     with transaction.atomic():
         document = _upload_row(
@@ -159,33 +172,76 @@ def _upload_row(
         )
 
     sha256 = _sha256_of(file)
-    original = (
-        Document.objects.filter(sha256=sha256)
-        .exclude(status__in=(Document.Status.FAILED, Document.Status.DUPLICATE))
-        .order_by("id")
-        .first()
+    _content_lock(sha256)
+    # Deduplication is per collection: the same bytes in another collection are indexed there
+    # too (under that collection's access), sharing only the stored file.
+    original = _live_original(collection_id=collection.pk, sha256=sha256)
+    if original is None:
+        try:
+            with transaction.atomic():  # a savepoint: losing the race below is not an error
+                document = Document.objects.create(
+                    **base,
+                    sha256=sha256,
+                    file=_stored_name(sha256=sha256, name=name),
+                    chunk_key=collection_chunk_key(sha256=sha256, collection_id=collection.pk),
+                    status=Document.Status.QUEUED,
+                    stage="queued",
+                )
+        except IntegrityError:
+            # Another upload of the same bytes into this collection committed between our look
+            # and our insert (the one-live-original constraint): this one is its duplicate.
+            original = _live_original(collection_id=collection.pk, sha256=sha256)
+            if original is None:
+                raise
+        else:
+            # The row goes first, then the bytes: a delete of the last other reference to this
+            # file cannot slip in between and remove it from under the new row.
+            stored = _store_original(file, name=document.file.name)
+            if stored != document.file.name:
+                Document.objects.filter(pk=document.pk).update(file=stored)
+                document.file.name = stored
+            if enqueue:
+                document_enqueue(document=document)
+            return document
+    return Document.objects.create(
+        **base, sha256=sha256, **_duplicate_fields(original), finished_at=timezone.now()
     )
-    if original is not None:
-        return Document.objects.create(
-            **base,
-            sha256=sha256,
-            media_type=original.media_type,
-            status=Document.Status.DUPLICATE,
-            progress=100,
-            stage=f"same content as document #{original.id}",
-            duplicate_of=original,
-            page_count=original.page_count,
-            chunk_count=original.chunk_count,
-            finished_at=timezone.now(),
-        )
 
-    stored_name = _store_original(file, sha256=sha256, name=name)
-    document = Document.objects.create(
-        **base, sha256=sha256, file=stored_name, status=Document.Status.QUEUED, stage="queued"
+
+def _live_original(*, collection_id: int, sha256: str, exclude_pk: int | None = None):
+    """The document of this collection that holds these bytes and is (being) indexed, if any."""
+    originals = Document.objects.filter(collection_id=collection_id, sha256=sha256).exclude(
+        status__in=(Document.Status.FAILED, Document.Status.DUPLICATE)
     )
-    if enqueue:
-        document_enqueue(document=document)
-    return document
+    if exclude_pk is not None:
+        originals = originals.exclude(pk=exclude_pk)
+    return originals.order_by("id").first()
+
+
+def _duplicate_fields(original: Document) -> dict:
+    """What a document records when it has the same bytes as ``original`` (same collection)."""
+    return {
+        "status": Document.Status.DUPLICATE,
+        "duplicate_of": original,
+        "stage": f"same content as document #{original.pk}",
+        "progress": 100,
+        "error": "",
+        "media_type": original.media_type,
+        "page_count": original.page_count,
+        "chunk_count": original.chunk_count,
+    }
+
+
+def _content_lock(sha256: str) -> None:
+    """Serialise, until the transaction ends, what depends on who else holds the same bytes:
+    whether an upload is a duplicate, and whether a delete may remove the shared stored file.
+    PostgreSQL only: SQLite (the embedded default) already has one writer at a time, and the
+    one-live-original constraint backs the duplicate decision on every database."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        # an advisory lock keyed by the first 60 bits of the hash (fits a signed bigint)
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(sha256[:15], 16)])
 
 
 def _audit(document: Document, kind: str, *, actor) -> None:
@@ -237,19 +293,41 @@ def document_reindex(
     if document.status in Document.IN_PROGRESS:
         raise DocumentError("the document is being processed right now")
     with transaction.atomic():
-        Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.QUEUED,
-            stage="queued for re-indexing",
-            progress=0,
-            error="",
-            warnings=[],
-            attempts=0,
-            started_at=None,
-            finished_at=None,
-            updated_at=timezone.now(),
+        _content_lock(document.sha256)
+        # A failed document whose bytes were uploaded again into its collection meanwhile: the
+        # collection has them indexed already, so this one becomes a duplicate of that one.
+        original = _live_original(
+            collection_id=document.collection_id, sha256=document.sha256, exclude_pk=document.pk
         )
-        if enqueue:
-            document_enqueue(document=document)
+        if original is None:
+            try:
+                with transaction.atomic():
+                    Document.objects.filter(pk=document.pk).update(
+                        status=Document.Status.QUEUED,
+                        stage="queued for re-indexing",
+                        progress=0,
+                        error="",
+                        warnings=[],
+                        attempts=0,
+                        started_at=None,
+                        finished_at=None,
+                        updated_at=timezone.now(),
+                    )
+            except IntegrityError:  # that upload committed between our look and our update
+                original = _live_original(
+                    collection_id=document.collection_id,
+                    sha256=document.sha256,
+                    exclude_pk=document.pk,
+                )
+                if original is None:
+                    raise
+            else:
+                if enqueue:
+                    document_enqueue(document=document)
+        if original is not None:
+            Document.objects.filter(pk=document.pk).update(
+                **_duplicate_fields(original), finished_at=timezone.now(), updated_at=timezone.now()
+            )
         document.refresh_from_db()
         _audit(document, "document.reindex", actor=by)
         _document_changed(document.pk)
@@ -268,32 +346,69 @@ def documents_reindex(
     ones indexed by another chunker version. Duplicates follow their original; documents being
     processed are left alone. Returns the documents queued, oldest first; ``enqueue=False``
     leaves them queued for the caller to process (``manage.py ingest --reindex --sync``)."""
-    documents = Document.objects.filter(
-        status__in=(Document.Status.READY, Document.Status.FAILED)
-    ).exclude(file="")
-    if collection is not None:
-        documents = documents.filter(collection=collection)
-    if outdated_only:
-        documents = documents.filter(status=Document.Status.READY).exclude(
-            chunker_version=CHUNKER_VERSION
-        )
-    return [document_reindex(document=d, by=by, enqueue=enqueue) for d in documents.order_by("id")]
+    documents = documents_reindexable(collection=collection, outdated_only=outdated_only)
+    return [document_reindex(document=d, by=by, enqueue=enqueue) for d in documents]
 
 
 def document_delete(*, document: Document, by: AbstractBaseUser | None = None) -> None:
     """Remove the document's points, then its row, then its stored original if nothing else uses it.
 
     The store goes first: if it is unreachable, nothing is deleted and the error says why.
+    Its duplicates are not orphaned: they follow the collection's other live copy of the bytes
+    if there is one, else the oldest is promoted to original (re-queued, so it is indexed in
+    the deleted one's place) and the rest point to it.
     """
     if document.status != Document.Status.DUPLICATE:
         get_store().delete_document(str(document.pk))
     file_name = document.file.name if document.file else ""
+    storage = document.file.storage
     with transaction.atomic():
+        if document.sha256:
+            _content_lock(document.sha256)
         _audit(document, "document.delete", actor=by)
         _document_changed(document.pk)
+        duplicates = list(Document.objects.filter(duplicate_of=document).order_by("id"))
         document.delete()
-    if file_name and not Document.objects.filter(file=file_name).exists():
-        document.file.storage.delete(file_name)
+        if duplicates:
+            _duplicates_rehome(duplicates, deleted=document, file_name=file_name, by=by)
+        # Under the content lock and before commit: an upload of the same bytes (into any
+        # collection) either is already a reference here or waits and stores the file anew.
+        if file_name and not Document.objects.filter(file=file_name).exists():
+            storage.delete(file_name)
+
+
+def _duplicates_rehome(
+    duplicates: list[Document], *, deleted: Document, file_name: str, by
+) -> None:
+    heir = _live_original(collection_id=deleted.collection_id, sha256=deleted.sha256)
+    if heir is None:
+        # Re-queued rather than handed the deleted one's points: the points carry the document
+        # id (deletes, citations, sources go by it), and ingestion is the one path that writes
+        # them; the same bytes and collection give the same point ids.
+        heir, *duplicates = duplicates
+        Document.objects.filter(pk=heir.pk).update(
+            status=Document.Status.QUEUED,
+            duplicate_of=None,
+            file=heir.file.name or file_name,
+            chunk_key=collection_chunk_key(sha256=heir.sha256, collection_id=heir.collection_id),
+            stage=f"queued: indexed in place of deleted document #{deleted.pk}",
+            progress=0,
+            error="",
+            warnings=[],
+            attempts=0,
+            page_count=None,
+            chunk_count=None,
+            chunker_version="",
+            started_at=None,
+            finished_at=None,
+            updated_at=timezone.now(),
+        )
+        heir.refresh_from_db()
+        _audit(heir, "document.promote", actor=by)
+        document_enqueue(document=heir)
+    Document.objects.filter(pk__in=[d.pk for d in duplicates]).update(
+        duplicate_of=heir, stage=f"same content as document #{heir.pk}", updated_at=timezone.now()
+    )
 
 
 def documents_resume() -> int:
@@ -315,7 +430,12 @@ def documents_resume() -> int:
 
 def document_ingest(*, document_id: int) -> Document:
     """parse -> chunk -> embed -> index -> ready. Idempotent: point ids come from the content hash,
-    so a re-run overwrites the same points and removes any left over from a longer old version."""
+    so a re-run overwrites the same points and removes any left over from a longer old version.
+
+    Every progress report (each PDF page, each embedding and upsert batch) is also a checkpoint
+    of INGEST_SOFT_TIME_LIMIT: past it, DocumentTimeLimit. The embedded worker is a thread,
+    where Celery's time limits (signals of the prefork pool) cannot reach, and ``--sync`` has no
+    pool at all; so the pipeline keeps its own clock, the same in every way it runs."""
     document = Document.objects.select_related("collection").get(pk=document_id)
     if document.is_finished:
         return document  # a redelivered or duplicate message: the work is done
@@ -326,7 +446,7 @@ def document_ingest(*, document_id: int) -> Document:
         )
         document.refresh_from_db()
         return document
-    progress = _Progress(document_id)
+    progress = _Progress(document_id, deadline=time.monotonic() + settings.INGEST_SOFT_TIME_LIMIT)
     progress.set(Document.Status.PARSING, 1, "reading the file", started=True)
 
     with document.file.open("rb") as handle:
@@ -339,6 +459,10 @@ def document_ingest(*, document_id: int) -> Document:
             zip_max_ratio=settings.PARSE_ZIP_MAX_RATIO,
             zip_max_members=settings.PARSE_ZIP_MAX_MEMBERS,
             pdf_max_pages=settings.PARSE_PDF_MAX_PAGES,
+            pdf_max_stream_bytes=settings.PARSE_PDF_MAX_STREAM_MB * 1024 * 1024,
+            html_max_bytes=settings.PARSE_HTML_MAX_MB * 1024 * 1024,
+            html_max_depth=settings.PARSE_HTML_MAX_DEPTH,
+            html_max_elements=settings.PARSE_HTML_MAX_ELEMENTS,
         ),
         progress=lambda done, total: progress.set(
             Document.Status.PARSING, 1 + 19 * done // total, f"reading page {done} of {total}"
@@ -349,7 +473,8 @@ def document_ingest(*, document_id: int) -> Document:
     progress.set(
         Document.Status.CHUNKING, 20, "splitting into passages", media_type=parsed.media_type
     )
-    chunks = get_chunker().split(parsed, doc_id=str(document.pk), doc_sha256=document.sha256)
+    key = document.chunk_key or document.sha256  # blank: indexed before keys were per collection
+    chunks = get_chunker().split(parsed, doc_id=str(document.pk), doc_sha256=key)
     if not chunks:
         raise parsing.ParseError("no text to index once the document was split into passages")
 
@@ -392,7 +517,7 @@ def document_ingest(*, document_id: int) -> Document:
             f"indexed {done} of {len(chunks)} passages",
         )
     # passages a longer earlier version of this document left behind (other chunk settings)
-    store.delete_trailing(lambda index: chunk_id_for(document.sha256, index), len(chunks))
+    store.delete_trailing(lambda index: chunk_id_for(key, index), len(chunks))
 
     updated = Document.objects.filter(pk=document_id).update(
         status=Document.Status.READY,
@@ -410,6 +535,7 @@ def document_ingest(*, document_id: int) -> Document:
     if not updated:  # deleted while we worked: take back the points we just wrote
         store.delete_document(str(document_id))
         raise DocumentGone(document_id)
+    store.optimize()  # the embedded store's HNSW build, here in the worker, never in a request
     document.refresh_from_db()
     return document
 
@@ -425,7 +551,16 @@ def _injection_warnings(flagged: dict) -> list[str]:
     ]
 
 
-def document_fail(*, document_id: int, reason: str) -> None:
+def document_fail(*, document_id: int, reason: str, remove_points: bool = False) -> None:
+    """Mark the document failed with ``reason``. ``remove_points``: it was stopped mid-way
+    (a time limit), so the passages it had indexed are taken back: a failed document is never
+    half searchable."""
+    if remove_points:
+        try:
+            get_store().delete_document(str(document_id))
+        except Exception as exc:  # the store is down: the failure still gets recorded
+            logger.warning("document %s: its points could not be removed: %s", document_id, exc)
+            reason += f" (its passages could not be removed from the index: {exc})"
     Document.objects.filter(pk=document_id).update(
         status=Document.Status.FAILED,
         stage="failed",
@@ -464,9 +599,13 @@ class _Progress:
 
     A stage that ends sooner is never seen by the progress bar anyway, so a small document costs
     one progress write instead of one per stage; fields given in between ride along with the
-    next write. The final state is written by the caller, not here."""
+    next write. The final state is written by the caller, not here.
+
+    Each call is also the pipeline's time-limit checkpoint: at or past ``deadline`` (a
+    ``time.monotonic()`` value) it raises DocumentTimeLimit instead of writing."""
 
     document_id: int
+    deadline: float = float("inf")
     interval: float = 0.4
     _last_write: float = float("-inf")
     _pending: dict = field(default_factory=dict)
@@ -475,6 +614,8 @@ class _Progress:
         self, status: str, percent: int, stage: str, *, started: bool = False, **fields
     ) -> None:
         now = time.monotonic()
+        if now >= self.deadline:
+            raise DocumentTimeLimit(self.document_id)
         self._pending.update(fields)
         if not started and now - self._last_write < self.interval:
             return
@@ -515,14 +656,39 @@ def _sha256_of(file: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def _store_original(file: IO[bytes], *, sha256: str, name: str) -> str:
+NAME_MAX = 255  # Document.name's max_length
+
+
+def clean_upload_name(name: str | None) -> str:
+    """The file name as a user would recognise it, safe to store and show.
+
+    The last path part only (either slash), no control characters (a NUL would break the
+    database insert), and cut to the column's length in the stem, so a long name keeps its
+    extension: the type is still shown and still detected.
+    """
+    name = "".join(ch for ch in (name or "") if ch.isprintable() or ch == " ")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if name in {"", ".", ".."}:
+        return "unnamed"
+    if len(name) <= NAME_MAX:
+        return name
+    suffix = PurePath(name).suffix
+    if not 1 < len(suffix) <= 16:
+        return name[:NAME_MAX]
+    return name[: NAME_MAX - len(suffix)] + suffix  # as Django cuts an uploaded file's name
+
+
+def _stored_name(*, sha256: str, name: str) -> str:
     """Content-addressed: the same bytes are stored once, whatever they were called."""
+    return f"{sha256[:2]}/{sha256}{PurePath(name).suffix.lower()[:10]}"
+
+
+def _store_original(file: IO[bytes], *, name: str) -> str:
+    """Store the bytes under ``name`` unless they are there already; returns the name used."""
     from django.core.files import File
     from django.core.files.storage import default_storage as storage
 
-    suffix = PurePath(name).suffix.lower()[:10]
-    stored = f"{sha256[:2]}/{sha256}{suffix}"
-    if not storage.exists(stored):
-        file.seek(0)
-        stored = storage.save(stored, File(file, name=stored))
-    return stored
+    if storage.exists(name):
+        return name
+    file.seek(0)
+    return storage.save(name, File(file, name=name))

@@ -60,11 +60,11 @@ def document_ingest_task(self, document_id: int) -> None:
         services.document_fail(
             document_id=document_id, reason="the stored original file is missing from DATA_DIR"
         )
-    except SoftTimeLimitExceeded:
+    except (services.DocumentTimeLimit, SoftTimeLimitExceeded):
+        # the pipeline's own checkpoint, or Celery's signal in a prefork worker: either way the
+        # worker is free for the next document, and what was indexed so far is taken back
         services.document_fail(
-            document_id=document_id,
-            reason=f"ingestion took longer than {settings.INGEST_SOFT_TIME_LIMIT} s "
-            "(INGEST_SOFT_TIME_LIMIT); split the document or raise the limit",
+            document_id=document_id, reason=services.time_limit_reason(), remove_points=True
         )
     except TRANSIENT_ERRORS as exc:
         attempt = self.request.retries + 1

@@ -6,6 +6,7 @@ urlpatterns = [
     path("documents/", views.documents_page, name="documents"),
     path("documents/<int:document_id>/file", views.document_file, name="document-file"),
     path("api/v1/documents", api.documents, name="api-documents"),
+    path("api/v1/search", api.search, name="api-search"),
     path(
         "api/v1/documents/reindex-outdated",
         api.documents_reindex_outdated,

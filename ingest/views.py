@@ -27,7 +27,8 @@ def document_file(request: HttpRequest, document_id: int) -> FileResponse:
     document = get_object_or_404(Document.objects.select_related("collection"), pk=document_id)
     if not selectors.document_readable(user=request.user, document=document):
         raise Http404("no such document")  # a guessed URL learns nothing
-    source = document.duplicate_of if document.status == Document.Status.DUPLICATE else document
+    # a duplicate keeps no file of its own (the bytes are stored once): it serves its original's
+    source = document if document.file else document.duplicate_of
     if source is None or not source.file or not source.file.storage.exists(source.file.name):
         raise Http404("the original file is not stored")
     response = FileResponse(

@@ -5,7 +5,13 @@
 - instructions addressed to the model: "ignore previous instructions", "disregard the system
   prompt", "you are now …", "act as an unrestricted AI", "new instructions:", "reply only with
   …", role markers ("system:", "<|im_start|>"), "do not tell the user", jailbreak names (DAN,
-  developer mode); English plus basic French, German and Spanish;
+  developer mode); English plus basic French, German and Spanish. Paraphrases are matched as
+  families, not phrases: a verb of setting aside (ignore, disregard, set aside, pay no attention
+  to, stop obeying …) x the model's instructions (instructions, guidance, rules, directives …)
+  x when they were given ("previous", "you were given earlier", "above this line"); an address
+  to the model ("Note to the AI:", "Hey Copilot,", "the language model reading this") with an
+  order in the same sentence; requests for the system prompt; data carried out in a markdown
+  image's or link's URL (a template slot in its query);
 - hidden text: zero-width characters, Unicode tag characters (an invisible copy of ASCII),
   bidi overrides, and long base64-like blobs.
 
@@ -85,14 +91,92 @@ def _decode_tags(run: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 # Bare "model" and "bot" are left out: "act as a role model" is ordinary business language.
-_AI = r"(?:ai model|ai|a\.i\.|assistant|chat ?bot|language model|llm|gpt|chatgpt|claude|deepseek)"
+_AI = (
+    r"(?:(?:ai|a\.i\.)(?:\s+(?:language\s+)?(?:models?|systems?|agents?|assistants?|tools?))?|"
+    r"assistants?|chat ?bots?|(?:large\s+)?language\s+models?|llms?|gpt[\w.-]*|chatgpt|claude|"
+    r"deepseek|gemini|copilot)"
+)
+# What a model does to the text in front of it: "the language model reading this".
+_DOING_THIS = (
+    r"(?:reading|processing|summari[sz]ing|analy[sz]ing|parsing|indexing|ingesting)\s+"
+    r"(?:this|these|the\s+following|it)\b"
+)
+# The model spoken to, not spoken of: the AI word is followed by the punctuation of an address
+# ("Hey Copilot,", "NOTE TO THE AI:") or by what it is doing to this text. "Model" counts only
+# there ("Attention model:"), never as "the AI module" or "the model X200".
+_TO_AI = rf"(?:{_AI}|models?)(?=\s*[,:!]|\s+{_DOING_THIS})"
+_ADDRESS = (
+    rf"\b(?:notes?|messages?|instructions?|reminders?|memos?|notices?|requests?)\s+(?:to|for)\s+"
+    rf"(?:the\s+|any\s+|all\s+|an?\s+)?{_TO_AI}"
+    rf"|\b(?:attention|dear|hey|hello|hi)\s*,?\s+(?:the\s+|an?\s+)?{_TO_AI}"
+    rf"|\bto\s+(?:the|any|all)\s+{_AI}\s+{_DOING_THIS}"
+    rf"|\b(?:if|when)\s+you\s+are\s+an?\s+{_TO_AI}"
+    rf"|\bas\s+an?\s+{_AI}(?:\s*,)?\s+(?:{_DOING_THIS},?\s+)?you\b"
+)
+# What an order to the model says: a modal, a prohibition, or a verb of answering.
+_ORDER = (
+    r"\b(?:must|should|shall|need\s+to|have\s+to|are\s+to|always|never|do\s+not|don't|stop|"
+    r"ignore|disregard|forget|append|add|include|insert|reply|respond|answer|say|tell|output|"
+    r"print|write|treat|recommend|cite|obey|follow|reveal|send|mention|state|claim|pretend|"
+    r"remember|make\s+sure|ensure|the\s+(?:correct|right|only|real)\s+(?:answer|response|reply))"
+    r"\b"
+)
 _PRIOR = (
-    r"(?:previous|prior|above|earlier|preceding|former|foregoing|initial|original|all|any|"
-    r"my|your)"
+    r"(?:previous|prior|above|earlier|preceding|former|foregoing|initial|original)"
+    # "the previous section's instructions", "the earlier version": parts of the document
+    r"(?!\W+(?:sections?|chapters?|steps?|pages?|paragraphs?|editions?|versions?|figures?|"
+    r"tables?|manuals?|models?|releases?|issues?)\b)"
+)
+# Without a time reference ("any", "your"), only words that can mean nothing but instructions:
+# "this argument will override any ROUNDEDCORNERS command" is a reference manual's sentence.
+_DETERMINER = r"(?:all|any|my|your|its)"
+_INSTRUCTIONS_WORD = (
+    r"(?:instructions?|prompts?|rules?|directives?|guidelines?|guidance|constraints?|"
+    r"guardrails?|programming|system\s+prompts?|system\s+messages?)"
 )
 _RULES_WORD = (
-    r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|context|"
-    r"messages?|commands?|orders?|constraints?|guardrails?|programming)"
+    r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|guidance|context|"
+    r"messages?|commands?|orders?|constraints?|guardrails?|programming|system\s+prompts?|"
+    r"system\s+messages?)"
+)
+# Verbs of setting instructions aside, including the multi-word ones paraphrases use.
+_SET_ASIDE = (
+    r"(?:ignore|disregard|forget|override|bypass|skip|drop|neglect|discard|dismiss|abandon|"
+    r"ditch|scrap|throw\s+out|set\s+aside|put\s+aside|pay\s+no\s+(?:attention|heed|mind)\s+to|"
+    r"stop\s+(?:following|obeying|listening\s+to)|no\s+longer\s+(?:follow|obey)|"
+    r"(?:do\s+not|don't|never)\s+(?:follow|obey|listen\s+to|comply\s+with))"
+)
+# Told to the model before: "the guidance you were given earlier", "the rules that came before
+# this sentence". Not "everything you were told about the old tool": that is about a subject.
+_GIVEN_BEFORE = (
+    r"(?:\s+(?:that|which))?\s+(?:"
+    r"you(?:'ve|\s+have|\s+had)?\s+(?:been\s+|were\s+)?(?:given|told|taught|sent|provided|"
+    r"shown|instructed|received|got|gotten|read)"
+    r"|(?:were|was|have\s+been|has\s+been)\s+(?:given|told|provided|sent)\s+(?:to\s+)?you"
+    r"|(?:given|provided|sent)\s+to\s+you"
+    r"|(?:came|come|appeared|stated|written|listed|given)\s+(?:before|above|earlier|previously)"
+    r")\b(?!\s+(?:about|regarding|concerning|on)\b)"
+)
+# A boundary only an injected text draws: "above this line", "before this point".
+_THIS_BOUNDARY = (
+    r"(?:above|before|prior\s+to|preceding)\s+this\s+(?:line|point|sentence|message|note|"
+    r"paragraph|text|marker)"
+)
+# A URL whose query is there to carry something out: a template slot ({chat}, <question>,
+# $DATA, SUMMARY_OF_CHAT), an empty value at the end to be filled in, or conversation data.
+_URL_WITH_DATA = (
+    r"https?://[^\s)\]]*[?&#][\w.-]*=(?:"
+    r"\s*(?:\{|\$|%7B|<|%3C|\[)"
+    r"|(?-i:[A-Z][A-Z0-9]*_[A-Z0-9_]+|[A-Z]{4,})(?=[&#)\s]|$)"
+    r"|(?=[\s)]|$)"
+    r"|[^&\s)]*?(?:conversation|chat|history|question|prompt|summary|secret|password|token)"
+    r")"
+)
+# Within one sentence: a full stop inside a URL or a number ("evil.example", "v1.2") is not an end.
+_SAME_SENTENCE = r"(?:[^.!?\n]|[.!?](?=\S))"
+_CHAT_DATA = (
+    r"(?:conversation|chat(?:\s+history)?|(?:the\s+)?user'?s?\s+(?:data|questions?|messages?|"
+    r"input|answers?)|previous\s+messages|summary\s+of\s+(?:the|this|our)\s+(?:conversation|chat))"
 )
 
 _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
@@ -101,14 +185,31 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
         (
             "ignore-instructions",
             0.9,
-            rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|neglect)\b\W+"
-            rf"(?:\w+\W+){{0,4}}?{_PRIOR}\W+(?:\w+\W+){{0,3}}?{_RULES_WORD}\b",
+            rf"\b{_SET_ASIDE}\b\W+(?:\w+\W+){{0,4}}?{_PRIOR}\W+(?:\w+\W+){{0,3}}?{_RULES_WORD}\b"
+            rf"|\b{_SET_ASIDE}\b\W+(?:\w+\W+){{0,4}}?{_DETERMINER}\W+(?:\w+\W+){{0,3}}?"
+            rf"{_INSTRUCTIONS_WORD}\b",
         ),
         (
             "ignore-instructions",
             0.9,
             r"\b(?:ignore|disregard|forget|override|bypass)\b\W+(?:\w+\W+){0,2}?"
             r"(?:the|your)\W+(?:system|developer|safety)\W+(?:prompt|message|instructions?|rules?)",
+        ),
+        (
+            # the object first, then when it was given: "the guidance you were given earlier"
+            "ignore-instructions",
+            0.9,
+            rf"\b{_SET_ASIDE}\b\W+(?:\w+\W+){{0,3}}?(?:{_RULES_WORD}|everything|anything|"
+            rf"what(?:ever)?)(?:{_GIVEN_BEFORE}|\s+{_THIS_BOUNDARY})",
+        ),
+        (
+            # "everything above this line is outdated and must be ignored"
+            "ignore-instructions",
+            0.8,
+            rf"\b(?:everything|anything|all|(?:the\s+)?(?:text|content|{_RULES_WORD}))\s+"
+            rf"{_THIS_BOUNDARY}\s+(?:\w+\s+){{0,4}}?(?:is|are|was|were|has\s+been|have\s+been|"
+            rf"must\s+be|should\s+be|can\s+be)\s+(?:now\s+)?(?:outdated|void|invalid|cancell?ed|"
+            rf"obsolete|revoked|superseded|fake|false|ignored|disregarded|forgotten)",
         ),
         (
             "ignore-instructions",
@@ -127,13 +228,25 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             0.7,
             r"(?:^|\n|[.!]\s)\W*(?:new|updated|real|actual|true|secret|hidden|important)\s+"
             r"(?:instructions?|system prompt|rules?|task)\s*[:\-]"
-            r"|\b(?:nouvelles instructions|neue anweisungen|nuevas instrucciones)\s*:",
+            r"|\b(?:nouvelles instructions|neue anweisungen|nuevas instrucciones)\s*:"
+            r"|\byour\s+(?:new|real|actual|true)\s+(?:system\s+prompt|instructions|directives?)"
+            r"\s+(?:is|are|:)"
+            r"|\bas\s+your\s+(?:new\s+)?system\s+prompt\b",
         ),
         (
             "system-prompt",
             0.6,
-            r"\b(?:reveal|print|show|repeat|output|leak|tell me)\b\W+(?:\w+\W+){0,3}?"
-            r"(?:system prompt|initial prompt|hidden instructions|your instructions)",
+            r"\b(?:reveal|print|show|repeat|output|leak|tell\s+me|display|dump|give\s+me|recite|"
+            r"quote|disclose|paste|copy)\b\W+(?:\w+\W+){0,3}?"
+            r"(?:(?:system|initial|original|hidden|secret|developer)\s+prompt|pre-?prompt|"
+            r"(?:hidden|secret|original|initial)\s+instructions|your\s+(?:(?:system|original|"
+            r"initial|hidden|secret|full|exact|complete|real)\s+)?(?:instructions|prompt|"
+            r"guidelines|directives|configuration))"
+            r"|\b(?:what|which)\s+(?:are|were|is|was)\s+your\s+(?:system|original|initial|hidden|"
+            r"secret|exact|real|full)\s+(?:instructions|prompt|rules|guidelines|directives)\b"
+            r"|\b(?:repeat|print|output|reproduce|echo|recite)\s+(?:\w+\s+){0,2}?(?:text|words|"
+            r"everything|content|lines?|messages?)\s+(?:above|before\s+this|so\s+far|preceding)"
+            r"|\bstarting\s+with\s+[\"'“‘]you\s+are\b",
         ),
         (
             # "System: SAP ERP" is a normal line in an IT document: weak on its own.
@@ -152,17 +265,26 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             0.7,
             rf"\byou\s+are\s+(?:now|no longer)\s+(?:an?\s+)?(?:\w+\s+){{0,3}}?"
             rf"(?:{_AI}|unrestricted|unfiltered|jailbroken|evil|free|dan)\b"
-            rf"|\b(?:act|behave|respond)\s+as\s+(?:an?\s+|if you were\s+)?(?:\w+\s+){{0,2}}?"
-            rf"(?:{_AI}|unrestricted|unfiltered|jailbroken)\b(?!\s+(?:policy|use|usage|tools?))"
+            rf"|\b(?:act|behave|respond|role-?play|pose)\s+as\s+(?:an?\s+|if you were\s+)?"
+            rf"(?:\w+\s+){{0,2}}?(?:{_AI}|unrestricted|unfiltered|jailbroken)\b"
+            rf"(?!\s+(?:policy|use|usage|tools?))"
             rf"|\bpretend\s+(?:that\s+)?(?:you\s+are|to\s+be)\b"
             rf"|\bfrom now on,?\s+you\s+(?:are|will|must|should|answer|respond|reply|say)\s+"
             rf"(?:\w+\s+)?(?:answer|respond|reply|say|act|ignore|every|always|only)\b",
         ),
         (
+            # alone, a greeting; with an order in the same sentence, "instruction-to-ai"
             "addressed-to-ai",
             0.45,
-            rf"\b(?:dear|attention|note to (?:the)?|hey|hello|hi)\s+{_AI}\b"
-            rf"|\b(?:if you are|as) an? (?:{_AI})\b(?:\s+reading|\s+processing|,)",
+            _ADDRESS,
+        ),
+        (
+            "instruction-to-ai",
+            0.7,
+            rf"(?:{_ADDRESS}){_SAME_SENTENCE}{{0,150}}?{_ORDER}"
+            # "Assistant, never mention …": a vocative, and the order at once
+            rf"|(?:^|[.!?]\s+|\n)\s*{_AI}\s*,\s*(?:please\s+)?(?:from\s+(?:now|this\s+point)"
+            rf"(?:\s+on(?:wards?)?)?,?\s+)?{_ORDER}",
         ),
         (
             # Weak alone: each of these also appears in instructions written for people.
@@ -218,11 +340,36 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"(?-i:\bDAN\b)",
         ),
         (
+            # A markdown image is fetched as soon as the answer is shown: its URL carries out
+            # whatever the model put in the slot.
+            "exfiltration",
+            0.7,
+            rf"!\[[^\]]*\]\(\s*<?{_URL_WITH_DATA}",
+        ),
+        (
             "exfiltration",
             0.6,
-            r"!\[[^\]]*\]\(https?://[^)]*[?&][^)]*=\s*(?:\{|\$|%7B)"
-            r"|\b(?:send|post|forward|exfiltrate)\b\W+(?:\w+\W+){0,4}?(?:conversation|chat history|"
-            r"the user'?s? (?:data|question|messages?))\W+(?:\w+\W+){0,3}?to\b",
+            rf"\b(?:send|post|forward|exfiltrate|upload|transmit|submit|leak|append|attach|encode)"
+            rf"\b\W+(?:\w+\W+){{0,4}}?{_CHAT_DATA}\W+(?:\w+\W+){{0,3}}?to\W+(?:https?://|"
+            rf"(?:the\s+)?(?:address|url|endpoint|server|link|webhook)\s+(?:above|below)|"
+            rf"\S+@\S+\.\w+)"
+            rf"|\bsummari[sz]e\s+(?:the|this|our)\s+(?:conversation|chat)\b{_SAME_SENTENCE}{{0,80}}?"
+            rf"https?://",
+        ),
+        (
+            # Weak alone: API documentation shows URL templates too.
+            "data-url",
+            0.3,
+            _URL_WITH_DATA,
+        ),
+        (
+            # Weak alone: "include a link to the ticket in your reply" is a support manual's.
+            "link-in-answer",
+            0.3,
+            rf"\b(?:append|add|include|insert|render|embed|put|place|attach|display|show|output)\b"
+            rf"{_SAME_SENTENCE}{{0,60}}?(?:!\[|\]\(|https?://|\b(?:image|link|url|markdown)\b)"
+            rf"{_SAME_SENTENCE}{{0,120}}?\b(?:your|the|each|every)\s+(?:answer|reply|response|"
+            rf"output)s?\b",
         ),
     )
 )

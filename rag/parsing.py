@@ -44,23 +44,35 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class ParseLimits:
-    """Bounds checked before a format's parser sees the bytes (archive bombs, page floods).
+    """Bounds checked before or while a format's parser reads the bytes (bombs, floods).
 
     A DOCX is a ZIP archive that python-docx inflates whole into XML trees: 3.5 MB can inflate to
     gigabytes of tiny paragraphs. The archive's directory says what each member inflates to, and
     zipfile never inflates a member past its declared size, so checking the directory first bounds
-    the memory parsing can take."""
+    the memory parsing can take.
+
+    BeautifulSoup takes about 1 KB per element and markdown-it about 0.5 KB per token: 5 MB of
+    ``<p>x</p>`` took 0.8 GB, 2 MB of Markdown paragraphs 1.2 GB. Elements and nesting are counted
+    by a pass of lxml's event parser (no tree) before BeautifulSoup builds one.
+
+    pypdf inflates each stream up to a limit of its own (``pypdf.Configuration``); it is pinned
+    here so that it is ours, not whatever the installed version defaults to."""
 
     zip_max_bytes: int = 200 * 1024 * 1024  # all members together, inflated
     zip_max_ratio: float = 100.0  # inflated / compressed, over the whole archive
     zip_max_members: int = 10_000
     pdf_max_pages: int = 10_000
+    pdf_max_stream_bytes: int = 75 * 1024 * 1024  # one PDF stream, inflated
+    html_max_bytes: int = 20 * 1024 * 1024  # an HTML or Markdown file, before decoding
+    html_max_depth: int = 512  # elements open inside one another
+    html_max_elements: int = 200_000  # elements in the whole document (Markdown: once rendered)
 
     def __post_init__(self) -> None:
-        if min(self.zip_max_bytes, self.zip_max_ratio, self.zip_max_members) <= 0:
+        sizes = (self.zip_max_bytes, self.zip_max_ratio, self.zip_max_members)
+        if min(*sizes, self.pdf_max_stream_bytes, self.html_max_bytes) <= 0:
             raise ValueError("parse limits must be positive")
-        if self.pdf_max_pages < 1:
-            raise ValueError("pdf_max_pages must be at least 1")
+        if min(self.pdf_max_pages, self.html_max_depth, self.html_max_elements) < 1:
+            raise ValueError("page, depth and element limits must be at least 1")
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -181,9 +193,11 @@ def parse(
         check_archive(data, limits)
         document = _parse_docx(data)
     elif media_type == HTML:
-        document = _parse_html(decode_text(data))
+        _check_markup_size(data, media_type, limits)
+        document = _parse_html(decode_text(data), limits=limits)
     elif media_type == MARKDOWN:
-        document = _parse_markdown(decode_text(data))
+        _check_markup_size(data, media_type, limits)
+        document = _parse_markdown(decode_text(data), limits)
     else:
         document = _parse_text(decode_text(data))
     if not any(page.text.strip() for page in document.pages):
@@ -216,6 +230,14 @@ def check_archive(data: bytes, limits: ParseLimits) -> None:
         raise ParseError(
             f"refused: the document inflates {inflated / compressed:,.0f} times its size "
             f"(the limit is {limits.zip_max_ratio:,.0f}): a compression bomb"
+        )
+
+
+def _check_markup_size(data: bytes, media_type: str, limits: ParseLimits) -> None:
+    if len(data) > limits.html_max_bytes:
+        raise ParseError(
+            f"refused: the {FRIENDLY[media_type]} file is {len(data) / 2**20:,.1f} MB (the limit "
+            f"is {limits.html_max_bytes / 2**20:,.1f} MB for {FRIENDLY[media_type]})"
         )
 
 
@@ -258,9 +280,34 @@ def _parse_text(text: str) -> ParsedDocument:
     return ParsedDocument(media_type=TXT, pages=(page,))
 
 
+# pypdf's own bounds on what one stream may inflate to (pypdf.Configuration), pinned to
+# ParseLimits.pdf_max_stream_bytes: the declared length, each decoding filter, an array of streams.
+_PYPDF_STREAM_LIMITS = (
+    "maximum_declared_stream_length",
+    "array_based_stream_maximum_output_length",
+    "zlib_maximum_output_length",
+    "lzw_maximum_output_length",
+    "run_length_maximum_output_length",
+    "brotli_maximum_output_length",
+    "jbig2_maximum_output_length",
+    "image_maximum_buffer_size",
+)
+
+
 def _parse_pdf(data: bytes, report: ProgressFn, limits: ParseLimits) -> ParsedDocument:
+    import dataclasses
+
+    from pypdf import Configuration, apply_configuration
+
+    known = {field.name for field in dataclasses.fields(Configuration)}
+    pinned = {name: limits.pdf_max_stream_bytes for name in _PYPDF_STREAM_LIMITS if name in known}
+    with apply_configuration(**pinned):  # a context variable: this thread, this call only
+        return _read_pdf(data, report, limits)
+
+
+def _read_pdf(data: bytes, report: ProgressFn, limits: ParseLimits) -> ParsedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -278,6 +325,8 @@ def _parse_pdf(data: bytes, report: ProgressFn, limits: ParseLimits) -> ParsedDo
         total = len(reader.pages)
     except ParseError:
         raise
+    except LimitReachedError as exc:
+        raise ParseError(_pdf_limit_reason(exc, limits)) from exc
     except Exception as exc:  # pypdf raises many types on damaged files
         raise ParseError(f"corrupt or truncated PDF: {_short(exc)}") from exc
     if total == 0:
@@ -291,12 +340,17 @@ def _parse_pdf(data: bytes, report: ProgressFn, limits: ParseLimits) -> ParsedDo
     warnings: list[str] = []
     failed_pages = 0
     for number in range(1, total + 1):
+        page = reader.pages[number - 1]
         try:
-            text = _normalise(reader.pages[number - 1].extract_text() or "")
+            text = _normalise(page.extract_text() or "")
+        except LimitReachedError as exc:  # a bomb, not damage: the document is refused
+            raise ParseError(_pdf_limit_reason(exc, limits, page=number)) from exc
         except Exception as exc:  # one damaged page must not lose the rest of the document
             failed_pages += 1
             warnings.append(f"page {number}: text could not be extracted ({_short(exc)})")
             text = ""
+        finally:
+            _release_decoded_streams(reader, page)
         texts.append(text)
         report(number, total)
     if failed_pages == total:
@@ -328,6 +382,58 @@ def _parse_pdf(data: bytes, report: ProgressFn, limits: ParseLimits) -> ParsedDo
         furniture=layout.furniture,
         headings_from=layout.headings_from,
     )
+
+
+def _pdf_limit_reason(exc: Exception, limits: ParseLimits, *, page: int | None = None) -> str:
+    where = f"page {page} of the PDF" if page else "the PDF"
+    message = str(exc)
+    if "decompress" in message or "output bytes" in message or "stream length" in message:
+        limit = limits.pdf_max_stream_bytes / 2**20
+        return (
+            f"refused: {where} holds a stream that inflates to more than {limit:,.0f} MB "
+            f"(the limit is {limit:,.0f} MB): a compression bomb or far too large"
+        )
+    return f"refused: {where} goes past a safety limit of the PDF reader ({_short(exc)})"
+
+
+def _release_decoded_streams(reader, page) -> None:
+    """pypdf keeps every stream it decoded cached on the reader: 20 pages of 70 MB content
+    streams held 1.5 GB. Once a page's text is read, its content streams and form XObjects
+    (what text extraction decodes) are dropped. Only objects already in the reader's cache are
+    looked at: the walk never reads anything new from the file."""
+    from pypdf.generic import IndirectObject
+
+    def cached(item):
+        if isinstance(item, IndirectObject):
+            return reader.cache_get_indirect_object(item.generation, item.idnum)
+        return item
+
+    def members(item) -> list:
+        item = cached(item)
+        return list(item) if isinstance(item, list) else [item]
+
+    streams = members(page.get("/Contents"))
+    resources = [page.get("/Resources")]
+    visited = 0
+    while resources and visited < _RELEASE_WALK_LIMIT:
+        found = cached(resources.pop())
+        xobjects = cached(found.get("/XObject")) if isinstance(found, dict) else None
+        if not isinstance(xobjects, dict):
+            continue
+        for xobject in list(xobjects.values())[:_RELEASE_WALK_LIMIT]:
+            visited += 1
+            xobject = cached(xobject)
+            if isinstance(xobject, dict) and xobject.get("/Subtype") == "/Form":
+                streams.append(xobject)
+                if xobject.get("/Resources") is not None:
+                    resources.append(xobject.get("/Resources"))
+    for stream in streams:
+        stream = cached(stream)
+        if getattr(stream, "decoded_self", None) is not None:
+            stream.decoded_self = None
+
+
+_RELEASE_WALK_LIMIT = 1000
 
 
 MAX_OUTLINE_ENTRIES = 5000
@@ -414,9 +520,12 @@ _BLOCK_TAGS = {
 _DROPPED_TAGS = ["script", "style", "noscript", "template", "svg", "iframe", "object", "head"]
 
 
-def _parse_html(html: str, media_type: str = HTML) -> ParsedDocument:
+def _parse_html(
+    html: str, media_type: str = HTML, *, limits: ParseLimits = DEFAULT_LIMITS
+) -> ParsedDocument:
     from bs4 import BeautifulSoup, Comment, NavigableString
 
+    _check_markup_shape(html, media_type, limits)
     soup = BeautifulSoup(html, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_DROPPED_TAGS):
@@ -498,12 +607,94 @@ class _NavIter(_Children):
     """Children of a navigation element: leaving them ends the paragraph and the navigation."""
 
 
-def _parse_markdown(text: str) -> ParsedDocument:
+class _MarkupBudget:
+    """lxml parser target: the elements BeautifulSoup would build from the same events, counted
+    without building anything; stops at the first breach."""
+
+    def __init__(self, media_type: str, limits: ParseLimits) -> None:
+        self.what = FRIENDLY[media_type]
+        self.limits = limits
+        self.depth = 0
+        self.elements = 0
+
+    def start(self, tag, attrib) -> None:
+        self.depth += 1
+        self.elements += 1
+        if self.depth > self.limits.html_max_depth:
+            raise ParseError(
+                f"refused: the {self.what} nests elements more than "
+                f"{self.limits.html_max_depth:,} levels deep (the limit is "
+                f"{self.limits.html_max_depth:,})"
+            )
+        if self.elements > self.limits.html_max_elements:
+            raise ParseError(_too_many_elements(self.what, self.limits))
+
+    def end(self, tag) -> None:
+        self.depth -= 1
+
+    def data(self, data) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+
+def _too_many_elements(what: str, limits: ParseLimits) -> str:
+    return (
+        f"refused: the {what} has more than {limits.html_max_elements:,} elements (the limit is "
+        f"{limits.html_max_elements:,})"
+    )
+
+
+def _check_markup_shape(html: str, media_type: str, limits: ParseLimits) -> None:
+    """Depth and element count, as BeautifulSoup's lxml builder will see them (libxml2 events)."""
+    from lxml import etree
+
+    parser = etree.HTMLParser(target=_MarkupBudget(media_type, limits), recover=True)
+    try:
+        for start in range(0, len(html), 1 << 16):
+            parser.feed(html[start : start + (1 << 16)])
+        parser.close()
+    except etree.LxmlError:
+        pass  # what lxml cannot read, BeautifulSoup reports (or reads as nothing)
+
+
+def _parse_markdown(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedDocument:
     from markdown_it import MarkdownIt
 
+    # markdown-it holds all of a document at once: per-line arrays, then every token (2 MB of
+    # one-line paragraphs took 1.2 GB). Any line can open an element, so the element limit bounds
+    # the lines; rules placed first in the block and inline chains count every attempt to start a
+    # token and stop the parse once the document must be over the limit. (Measured on real
+    # Markdown: fewer block attempts than elements, about four inline attempts per element.)
+    what = FRIENDLY[MARKDOWN]
+    lines = text.count("\n") + 1
+    if lines > _MARKDOWN_LINES_PER_ELEMENT * limits.html_max_elements:
+        raise ParseError(
+            f"refused: the {what} has {lines:,} lines (the limit is "
+            f"{_MARKDOWN_LINES_PER_ELEMENT * limits.html_max_elements:,}, "
+            f"{_MARKDOWN_LINES_PER_ELEMENT} per element of the element limit)"
+        )
+    budget = {"block": limits.html_max_elements, "inline": 5 * limits.html_max_elements}
+
+    def spender(chain: str):
+        def spend(*_args) -> bool:
+            budget[chain] -= 1
+            if budget[chain] < 0:
+                raise ParseError(_too_many_elements(what, limits))
+            return False  # never matches: the real rules go on
+
+        return spend
+
     # html=False: raw HTML in Markdown is shown as text, never interpreted (scripts stay inert).
-    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
-    return _parse_html(f"<body>{html}</body>", media_type=MARKDOWN)
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.block.ruler.before("table", "budget", spender("block"))
+    md.inline.ruler.before("text", "budget", spender("inline"))
+    html = md.render(text)
+    return _parse_html(f"<body>{html}</body>", media_type=MARKDOWN, limits=limits)
+
+
+_MARKDOWN_LINES_PER_ELEMENT = 2
 
 
 def _parse_docx(data: bytes) -> ParsedDocument:

@@ -4,6 +4,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 env = environ.Env()
@@ -62,6 +63,7 @@ MIDDLEWARE = [
     "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.ApiErrorsMiddleware",  # outside CSRF: its refusal becomes JSON too
+    "ingest.uploads.UploadLimitMiddleware",  # before anything reads the body (CSRF reads POST)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -131,6 +133,13 @@ MEDIA_ROOT = UPLOAD_DIR
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=100)
 DATA_UPLOAD_MAX_NUMBER_FILES = 500
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger uploads spool to a temporary file
+# The first handler stops a file once it passes MAX_UPLOAD_MB, before the others store more of
+# it; config/asgi.py bounds the request body itself (ingest/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "ingest.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- RAG components: swappable by dotted path, like CACHES --------------------------------------
 QDRANT_URL = env.str("QDRANT_URL", default="")
@@ -144,27 +153,38 @@ RAG_EMBEDDER = {
         "threads": env.int("EMBEDDING_THREADS", default=0) or None,
     },
 }
-RAG_VECTOR_STORE = {
-    "BACKEND": "rag.store.QdrantStore",
-    "OPTIONS": {
-        "url": QDRANT_URL or None,
-        "path": None if QDRANT_URL else str(DATA_DIR / "qdrant"),
-        "api_key": QDRANT_API_KEY or None,
-        "collection": QDRANT_COLLECTION,
-        # A Qdrant cluster: used when the app creates the collection (empty: server default).
-        "shard_number": _set_int("QDRANT_SHARD_NUMBER"),
-        "replication_factor": _set_int("QDRANT_REPLICATION_FACTOR"),
-        "write_consistency_factor": _set_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
-    },
-}
+RAG_VECTOR_STORE = (
+    {
+        "BACKEND": "rag.store.QdrantStore",
+        "OPTIONS": {
+            "url": QDRANT_URL,
+            "path": None,
+            "api_key": QDRANT_API_KEY or None,
+            "collection": QDRANT_COLLECTION,
+            # A Qdrant cluster: used when the app creates the collection (empty: server default).
+            "shard_number": _set_int("QDRANT_SHARD_NUMBER"),
+            "replication_factor": _set_int("QDRANT_REPLICATION_FACTOR"),
+            "write_consistency_factor": _set_int("QDRANT_WRITE_CONSISTENCY_FACTOR"),
+        },
+    }
+    if QDRANT_URL
+    else {
+        # The embedded default: Qdrant's engine in this process. A DATA_DIR from before it
+        # (qdrant-client's local mode in DATA_DIR/qdrant) is copied in when the store first opens.
+        "BACKEND": "rag.store.EdgeStore",
+        "OPTIONS": {"path": str(DATA_DIR / "edge"), "migrate_from": str(DATA_DIR / "qdrant")},
+    }
+)
 CHUNK_TOKENS = env.int("CHUNK_TOKENS", default=256)
 CHUNK_OVERLAP = env.float("CHUNK_OVERLAP", default=0.15)
 SEARCH_TOP_K = env.int("SEARCH_TOP_K", default=10)
-# Hybrid retrieval (rag.retrieval.Retriever): tuned on HaluEval-QA questions #5000+, see
-# bench/retrieval.py. BM25 carries named entities; the dense half breaks its ties.
+# Hybrid retrieval (rag.retrieval.Retriever): the fusion was chosen on HaluEval-QA and CISI
+# with one setting for both (bench/fusion.py, docs/benchmarks/fusion.json).
 RAG_RETRIEVER = {
+    "fusion": env.str("RETRIEVAL_FUSION", default="dbsf"),
+    "pool_min": env.int("RETRIEVAL_POOL", default=100),
     "rrf_k": env.float("RETRIEVAL_RRF_K", default=2.0),
-    "dense_weight": env.float("RETRIEVAL_DENSE_WEIGHT", default=0.5),
+    "dense_weight": env.float("RETRIEVAL_DENSE_WEIGHT", default=1.0),
     "lexical_weight": env.float("RETRIEVAL_LEXICAL_WEIGHT", default=1.0),
     "dedup_threshold": env.float("RETRIEVAL_DEDUP_THRESHOLD", default=0.9) or None,
 }
@@ -280,19 +300,40 @@ LLM_BREAKER_COOL_DOWN = env.float("LLM_BREAKER_COOL_DOWN", default=30.0)
 # post to while the app's in-process worker consumes. Production sets a Redis URL.
 # A host name keeps kombu from warning that none was given; the folder is all that counts.
 CELERY_BROKER_URL = _set("CELERY_BROKER_URL") or "filesystem://localhost/"
+# Soft: checked by the pipeline itself between pages and batches (so also in the embedded
+# worker's thread and `ingest --sync`) and signalled by Celery in a prefork worker. Hard: only a
+# prefork worker can enforce it, by killing the child process.
 INGEST_SOFT_TIME_LIMIT = env.int("INGEST_SOFT_TIME_LIMIT", default=3600)
 INGEST_TIME_LIMIT = env.int("INGEST_TIME_LIMIT", default=3660)
+if INGEST_TIME_LIMIT <= INGEST_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"INGEST_TIME_LIMIT ({INGEST_TIME_LIMIT}) must be above INGEST_SOFT_TIME_LIMIT "
+        f"({INGEST_SOFT_TIME_LIMIT}): past the soft limit the document is failed cleanly, "
+        "past the hard one the worker process is killed"
+    )
+# A prefork worker's child is replaced after a task that left it above this resident size
+# (parsing a huge document can leave the heap large); 0 turns it off.
+INGEST_WORKER_MAX_MEMORY_MB = env.int("INGEST_WORKER_MAX_MEMORY_MB", default=2048)
 INGEST_MAX_RETRIES = env.int("INGEST_MAX_RETRIES", default=5)
 # A poison document (one that kills the worker: memory, a hard time limit) would otherwise be
 # resumed at every start and redelivered to worker after worker, forever.
 INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=3)
 # Bounds checked before a parser sees a file (rag.parsing.ParseLimits): a DOCX's inflated size,
-# compression ratio and member count (zip bombs), a PDF's page count.
+# compression ratio and member count (zip bombs), a PDF's page count and what one of its streams
+# may inflate to, an HTML or Markdown file's size, element nesting and element count.
 PARSE_ZIP_MAX_MB = env.int("PARSE_ZIP_MAX_MB", default=200)
 PARSE_ZIP_MAX_RATIO = env.float("PARSE_ZIP_MAX_RATIO", default=100.0)
 PARSE_ZIP_MAX_MEMBERS = env.int("PARSE_ZIP_MAX_MEMBERS", default=10_000)
 PARSE_PDF_MAX_PAGES = env.int("PARSE_PDF_MAX_PAGES", default=10_000)
+PARSE_PDF_MAX_STREAM_MB = env.int("PARSE_PDF_MAX_STREAM_MB", default=75)
+PARSE_HTML_MAX_MB = env.int("PARSE_HTML_MAX_MB", default=20)
+PARSE_HTML_MAX_DEPTH = env.int("PARSE_HTML_MAX_DEPTH", default=512)
+PARSE_HTML_MAX_ELEMENTS = env.int("PARSE_HTML_MAX_ELEMENTS", default=200_000)
 CELERY_TASK_ACKS_LATE = True
+# Every task (ingestion sets its own, the same) ends before the broker's visibility timeout.
+CELERY_TASK_SOFT_TIME_LIMIT = INGEST_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = INGEST_TIME_LIMIT
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = INGEST_WORKER_MAX_MEMORY_MB * 1024 or None  # in KiB
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True

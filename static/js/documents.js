@@ -108,7 +108,14 @@
     if (busy) pollTimer = setTimeout(refresh, 1000);
   }
 
+  // The server refuses a larger file too (413), but only a check here spares sending it.
+  const maxUploadMb = Number(dropzone.dataset.maxUploadMb) || Infinity;
+
   function upload(file) {
+    if (file.size > maxUploadMb * 1024 * 1024) {
+      say(file.name + ": not uploaded: it is " + (file.size / 1048576).toFixed(1) + " MB, over the " + maxUploadMb + " MB limit (MAX_UPLOAD_MB).", true);
+      return;
+    }
     const key = Symbol(file.name);
     const collection = document.getElementById("collection").value;
     uploads.set(key, { name: file.name, collection, percent: 0 });

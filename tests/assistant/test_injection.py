@@ -61,7 +61,7 @@ def test_hidden_characters_are_flagged_and_never_reach_the_model(staff_user, col
 
     services.answer_question(user=staff_user, question="Where do receipts go?")
 
-    (point,) = get_store().client.scroll("chunks", with_payload=True)[0]
+    ((point,),) = get_store().export_points()
     assert point.payload["injection"]["flagged"] and document.status == "ready"
     sent = fake_llm.calls[0][-1].content
     assert "\u200b" not in sent and "Receipts go to finance." in sent

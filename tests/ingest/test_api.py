@@ -98,15 +98,17 @@ class TestUpload:
         assert response.json() == {"error": "unknown collection 'nope'"}
         assert not Document.objects.exists()
 
-    def test_over_the_size_limit_is_recorded_as_failed(self, admin_client, collection, settings):
+    def test_over_the_size_limit_is_refused_with_413(self, admin_client, collection, settings):
+        """Refused at the door, nothing stored (tests/ingest/test_upload_limits.py)."""
         settings.MAX_UPLOAD_MB = 1
         big = SimpleUploadedFile("big.txt", b"a " * (600 * 1024))
         response = admin_client.post(API, {"file": big})
 
-        (document,) = response.json()["documents"]
-        assert response.status_code == 202
-        assert document["status"] == "failed"
-        assert "over the 1 MB limit" in document["error"]
+        assert response.status_code == 413
+        assert response.json() == {
+            "error": "big.txt is over the 1 MB upload limit (MAX_UPLOAD_MB); nothing was stored"
+        }
+        assert not Document.objects.exists()
 
     def test_get_only_methods(self, admin_client, collection):
         assert admin_client.put(API).status_code == 405

@@ -389,7 +389,13 @@ class TestHtml:
         headings = [(level, text) for kind, level, text in blocks if kind == "heading"]
         assert headings == [(n, f"Level {n}") for n in range(1, 7)]
 
-    def test_deeply_nested_markup(self):
+    def test_nesting_under_the_depth_limit_is_read(self):
+        html = (
+            "<html><body>" + "<div>" * 400 + "<p>deep text</p>" + "</div>" * 400 + "</body></html>"
+        )
+        assert block_texts(parse(html.encode(), "deep.html")) == [("paragraph", 0, "deep text")]
+
+    def test_nesting_past_the_depth_limit_is_refused_with_the_number(self):
         html = (
             "<html><body>"
             + "<div>" * 3000
@@ -397,7 +403,8 @@ class TestHtml:
             + "</div>" * 3000
             + "</body></html>"
         )
-        assert block_texts(parse(html.encode(), "deep.html")) == [("paragraph", 0, "deep text")]
+        with pytest.raises(ParseError, match="512"):
+            parse(html.encode(), "deep.html")
 
 
 class TestMarkdown:
