@@ -290,3 +290,50 @@ def token_issue(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
     if not name.strip():
         raise AccountError("a token needs a name (what it is for)")
     return ApiToken.issue(user=user, name=name.strip())
+
+
+# --- the operator at the shell -----------------------------------------------------------------
+
+OPERATOR_USERNAME = "cli"  # who `manage.py ask/search/ingest` act as unless told otherwise
+
+
+def operator_user_get() -> AbstractBaseUser:
+    """The operator at the shell, recorded as "cli" (no password: it never signs in).
+
+    When a command goes through the running app's API (see ingest.serving), the app checks roles
+    as for anyone: the operator holds the server and its data, so "cli" is given the admin and
+    staff roles, through `user_access_set` and so in the audit log, the first time."""
+    user, _ = get_user_model().objects.get_or_create(username=OPERATOR_USERNAME)
+    if not {roles.ADMIN, roles.STAFF} <= roles.roles_of(user):
+        user_roles_set(user=user, roles_=roles.roles_of(user) | {roles.ADMIN, roles.STAFF})
+    return user
+
+
+def operator_token_issue(*, user: AbstractBaseUser, name: str) -> str:
+    """An API token for a command at the shell to act as ``user`` through the running app.
+
+    Only the operator (who holds the database) can run this, so it may issue a token for any
+    active user (`ask --user NAME`); each one is recorded in the audit log, and revocable like
+    any other in the admin site. Returns the key (stored by the caller, never in clear here)."""
+    if not user.is_active:
+        raise AccountError(f"user {user.get_username()!r} is inactive")
+    with transaction.atomic():
+        token, key = ApiToken.issue(user=user, name=name)
+        audit_append(
+            kind="token.issue",
+            subject=f"user:{user.pk}",
+            payload={
+                "user": user.get_username(),
+                "token_id": token.pk,
+                "name": token.name,
+                "by": "operator (manage.py)",
+            },
+        )
+    return key
+
+
+def operator_token_valid(*, user: AbstractBaseUser, key: str) -> bool:
+    """Whether ``key`` is a live token of ``user`` (checked without marking it used)."""
+    return ApiToken.objects.filter(
+        key_hash=ApiToken.digest(key), user=user, user__is_active=True, revoked_at__isnull=True
+    ).exists()

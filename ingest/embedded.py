@@ -3,7 +3,10 @@
 Qdrant local mode lets one process open its folder, so in the embedded default the web process
 also consumes the ingestion queue. It is a real Celery worker (solo pool) reading the folder
 broker under DATA_DIR, so the CLI can queue work for it and the task code is the one production
-runs. Time limits are not enforced on a thread (they need the prefork pool's signals).
+runs. Celery's time limits are not enforced on a thread (they need the prefork pool's signals),
+so the pipeline checks INGEST_SOFT_TIME_LIMIT itself between pages and batches
+(ingest.services.document_ingest): a huge document is failed with the limit named and the worker
+goes on. The hard limit cannot be had here: nothing can kill a thread.
 """
 
 from __future__ import annotations

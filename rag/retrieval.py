@@ -1,16 +1,18 @@
-"""Hybrid retrieval: dense (embedding cosine) and lexical (BM25) candidates fused by RRF.
+"""Hybrid retrieval: dense (embedding cosine) and lexical (BM25) candidates, fused.
 
 Each half fetches a candidate pool from the store with the access filter applied inside the
-query, the two ranked lists are fused with Reciprocal Rank Fusion (ranks only, so cosine and
-BM25 never have to be put on one scale), and near-duplicate passages are collapsed so the k
-results are k different pieces of evidence. ``mode`` runs either half alone, for evaluation.
+query, the two ranked lists are fused (distribution-based score fusion by default; reciprocal
+rank fusion and a convex combination of min-max normalised scores are the alternatives), and
+near-duplicate passages are collapsed so the k results are k different pieces of evidence.
+Fusion works on the two lists ``search_dense``/``search_lexical`` return, so it is the same on
+every store. ``mode`` runs either half alone, for evaluation.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar, get_args
 
@@ -21,6 +23,8 @@ from .types import ScoredChunk
 
 SearchMode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[str, ...] = get_args(SearchMode)
+FusionMethod = Literal["rrf", "dbsf", "convex"]
+FUSIONS: tuple[str, ...] = get_args(FusionMethod)
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -67,6 +71,96 @@ def reciprocal_rank_fusion(
     first_seen = {key: n for n, key in enumerate(scores)}
     order = sorted(scores, key=lambda key: (-scores[key], best_rank[key], first_seen[key]))
     return [(key, scores[key]) for key in order]
+
+
+def _fusion_weights(count: int, weights: Sequence[float] | None) -> Sequence[float]:
+    if weights is None:
+        return [1.0] * count
+    if len(weights) != count:
+        raise ValueError(f"got {len(weights)} weights for {count} lists")
+    if any(w < 0 or not math.isfinite(w) for w in weights):
+        raise ValueError("fusion weights must be finite numbers >= 0")
+    return weights
+
+
+def minmax_normalize(scores: Sequence[float]) -> list[float]:
+    """Scores mapped linearly onto [0, 1]: the list's best is 1 and its worst 0. A list whose
+    scores are all equal (one hit, or a tie throughout) is all 1: each is the best it has."""
+    if not scores:
+        return []
+    low, high = min(scores), max(scores)
+    if high - low <= 0:
+        return [1.0] * len(scores)
+    return [(s - low) / (high - low) for s in scores]
+
+
+def dbsf_normalize(scores: Sequence[float]) -> list[float]:
+    """Distribution-based normalisation: ``mean - 3 sd`` maps to 0 and ``mean + 3 sd`` to 1
+    (sample standard deviation; not clipped), as Qdrant's DBSF does. One hit, or equal scores
+    throughout, map to 0.5: a list that does not discriminate says "average"."""
+    n = len(scores)
+    if n < 2:
+        return [0.5] * n
+    mean = math.fsum(scores) / n
+    sd = math.sqrt(math.fsum((s - mean) ** 2 for s in scores) / (n - 1))
+    if sd <= 0:
+        return [0.5] * n
+    return [(s - mean + 3 * sd) / (6 * sd) for s in scores]
+
+
+def _score_fusion(
+    lists: Sequence[Sequence[tuple[Key, float]]],
+    weights: Sequence[float] | None,
+    normalize: Callable[[Sequence[float]], list[float]],
+) -> list[tuple[Key, float]]:
+    weights = _fusion_weights(len(lists), weights)
+    scores: dict[Key, float] = {}
+    best_rank: dict[Key, int] = {}
+    for ranked, weight in zip(lists, weights, strict=True):
+        seen: dict[Key, float] = {}
+        for key, score in ranked:  # an id repeated within one list counts at its first place
+            if not math.isfinite(score):
+                raise ValueError(f"score of {key!r} is not a finite number")
+            seen.setdefault(key, score)
+        for rank, (key, norm) in enumerate(
+            zip(seen, normalize(list(seen.values())), strict=True), start=1
+        ):
+            scores[key] = scores.get(key, 0.0) + weight * norm
+            best_rank[key] = min(best_rank.get(key, rank), rank)
+    first_seen = {key: n for n, key in enumerate(scores)}
+    order = sorted(scores, key=lambda key: (-scores[key], best_rank[key], first_seen[key]))
+    return [(key, scores[key]) for key in order]
+
+
+def dbsf_fusion(
+    lists: Sequence[Sequence[tuple[Key, float]]], *, weights: Sequence[float] | None = None
+) -> list[tuple[Key, float]]:
+    """Distribution-based score fusion: each list's scores normalised by
+    :func:`dbsf_normalize` (its own mean and spread), then ``score(d) = sum_i weights[i] *
+    norm_i(d)``; a list that does not contain ``d`` adds nothing.
+
+    ``lists`` hold ``(id, score)`` pairs best first. Unlike RRF, how far apart two scores are
+    counts, not only their order: a list with one clear winner lifts it further than a list of
+    near ties. Ties are broken as :func:`reciprocal_rank_fusion` breaks them.
+    """
+    return _score_fusion(lists, weights, dbsf_normalize)
+
+
+def convex_fusion(
+    lists: Sequence[Sequence[tuple[Key, float]]], *, weights: Sequence[float] | None = None
+) -> list[tuple[Key, float]]:
+    """Convex combination of min-max normalised scores (:func:`minmax_normalize`):
+    ``score(d) = sum_i weights[i] * norm_i(d) / sum(weights)``; a list that does not contain
+    ``d`` adds nothing (as its worst would). With two lists and weights ``(a, 1 - a)`` this is
+    the usual ``a * dense + (1 - a) * lexical``. Ties as in :func:`reciprocal_rank_fusion`."""
+    weights = _fusion_weights(len(lists), weights)
+    total = math.fsum(weights)
+    if lists and total <= 0:
+        raise ValueError("fusion weights must not all be 0")
+    return [(key, score / total) for key, score in _score_fusion(lists, weights, minmax_normalize)]
+
+
+_SCORE_FUSIONS = {"dbsf": dbsf_fusion, "convex": convex_fusion}
 
 
 def word_set(text: str) -> frozenset[str]:
@@ -163,20 +257,22 @@ def content_first(chunks: Sequence[ScoredChunk]) -> list[ScoredChunk]:
 
 @dataclass(frozen=True)
 class Retriever:
-    """Dense + BM25 retrieval over one :class:`VectorStore`, fused with RRF.
+    """Dense + BM25 retrieval over one :class:`VectorStore`, the two lists fused.
 
     Settings (validated on construction):
 
     - ``mode``: what :meth:`search` does unless told otherwise: ``"hybrid"``, ``"dense"`` or
       ``"lexical"`` (the last two exist to measure each half alone).
+    - ``fusion``: how the two lists become one: ``"dbsf"`` (default, :func:`dbsf_fusion`),
+      ``"rrf"`` (:func:`reciprocal_rank_fusion`) or ``"convex"`` (:func:`convex_fusion`).
     - ``pool_multiplier``, ``pool_min``: each half fetches ``max(k * pool_multiplier,
       pool_min)`` candidates. A bigger pool lets a passage ranked low by one half but high by the
-      other reach the top; it costs store time, not quality.
-    - ``rrf_k``: the RRF constant. Small values make the top ranks of each list count much more
-      than the next ones; large values flatten the curve. The literature's 60 treats both lists
-      as equally reliable, which they are not here (see below).
-    - ``dense_weight``, ``lexical_weight``: each list's RRF weight (with 0, that list's hits
-      only fill the places the other list leaves empty).
+      other reach the top, and gives DBSF a steadier mean and spread to normalise with; it
+      costs store time.
+    - ``rrf_k``: the RRF constant (``fusion="rrf"`` only). Small values make the top ranks of
+      each list count much more than the next ones; large values flatten the curve.
+    - ``dense_weight``, ``lexical_weight``: each list's weight in the fusion, whichever it is
+      (with 0, that list's hits only fill the places the other list leaves empty).
     - ``dedup_threshold``: see :func:`collapse_near_duplicates`; ``None`` keeps duplicates.
     - ``min_dense_score``: a hit with no lexical support (not in the lexical candidate pool)
       whose cosine similarity to the query is below this is dropped: it shares no rare word with
@@ -193,24 +289,28 @@ class Retriever:
     - ``lexical``: the BM25 encoder; only its tokenizer matters for queries (weights are 1, the
       IDF comes from the store), so it must tokenize as the indexing encoder did.
 
-    The defaults ``rrf_k=2, dense_weight=0.5, lexical_weight=1`` were chosen on HaluEval-QA
-    (the grid of bench/retrieval.py --sweep on five slices of 1,000 questions with 5,000
-    passages each, none of them the questions the benchmark reports): there BM25 alone beats MiniLM alone by ~7 points of MRR,
-    plain RRF (60, 1:1) fell ~1.7 points *below* BM25 alone on every slice, and these settings
-    beat both halves on every slice. In effect BM25's order stands unless the dense half
-    strongly disagrees near the top, and dense-only passages fill the lower ranks. A corpus where
-    questions rarely share words with their answers (paraphrase-heavy) may want a heavier
-    ``dense_weight``; measure before changing.
+    The defaults (DBSF, equal weights, a pool of 100 per half) were chosen by bench/fusion.py
+    (docs/benchmarks/fusion.json) on two very different development sets with one small grid
+    and the same settings for all: HaluEval-QA, where BM25 alone beats MiniLM alone, and CISI,
+    where MiniLM beats BM25. The previous RRF defaults (``rrf_k=2, dense_weight=0.5``, tuned on
+    HaluEval alone) fell 0.07 nDCG@10 below dense alone on CISI; plain RRF (60, 1:1) fell below
+    BM25 alone on HaluEval. DBSF with equal weights is at least as good as the better half
+    within the paired 95% interval on every set and better than the weaker half beyond it; no
+    setting of the grid beat both halves on every set outright. DBSF adapts per query: a list
+    with one clear winner (a rare name BM25 matches once) lifts it far, a list of near ties
+    (BM25 on a long, wordy question) barely moves the order of the other.
+    ``fusion="rrf", dense_weight=0.5`` with ``pool_min=40`` restores the previous behaviour.
     """
 
     embedder: Embedder
     store: VectorStore
     lexical: BM25Encoder = field(default_factory=BM25Encoder)
     mode: SearchMode = "hybrid"
+    fusion: FusionMethod = "dbsf"
     pool_multiplier: int = 4
-    pool_min: int = 40
+    pool_min: int = 100
     rrf_k: float = 2.0
-    dense_weight: float = 0.5
+    dense_weight: float = 1.0
     lexical_weight: float = 1.0
     dedup_threshold: float | None = 0.9
     min_dense_score: float | None = None
@@ -219,6 +319,8 @@ class Retriever:
 
     def __post_init__(self) -> None:
         _check_mode(self.mode)
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {self.fusion!r}")
         if self.pool_multiplier < 1 or self.pool_min < 1:
             raise ValueError("pool_multiplier and pool_min must be at least 1")
         if self.rrf_k < 0 or not math.isfinite(self.rrf_k):
@@ -248,8 +350,9 @@ class Retriever:
     ) -> list[ScoredChunk]:
         """The ``k`` best distinct passages, best first, from ``collections`` only (None: all).
 
-        ``score`` is the fused RRF score in hybrid mode, the cosine in dense mode and the BM25
-        score in lexical mode; the component scores and 1-based ranks (positions in each half's
+        ``score`` is the fused score in hybrid mode (its scale depends on ``fusion``: compare
+        it only within one result list), the cosine in dense mode and the BM25 score in lexical
+        mode; the component scores and 1-based ranks (positions in each half's
         candidate list, before fusion and de-duplication) are filled either way.
         """
         if k < 1:
@@ -307,11 +410,21 @@ class Retriever:
         ]
 
     def _fuse(self, dense: list[ScoredChunk], lexical: list[ScoredChunk]) -> list[ScoredChunk]:
-        fused = reciprocal_rank_fusion(
-            [[hit.chunk_id for hit in dense], [hit.chunk_id for hit in lexical]],
-            k=self.rrf_k,
-            weights=(self.dense_weight, self.lexical_weight),
-        )
+        weights = (self.dense_weight, self.lexical_weight)
+        if self.fusion == "rrf":
+            fused = reciprocal_rank_fusion(
+                [[hit.chunk_id for hit in dense], [hit.chunk_id for hit in lexical]],
+                k=self.rrf_k,
+                weights=weights,
+            )
+        else:  # score-based: the store's own scores, normalised per list
+            fused = _SCORE_FUSIONS[self.fusion](
+                [
+                    [(hit.chunk_id, hit.score) for hit in dense],
+                    [(hit.chunk_id, hit.score) for hit in lexical],
+                ],
+                weights=weights,
+            )
         by_id_dense = {hit.chunk_id: hit for hit in dense}
         by_id_lexical = {hit.chunk_id: hit for hit in lexical}
         results = []

@@ -11,15 +11,11 @@ from tests.ingest.helpers import ingest
 
 @pytest.fixture(autouse=True)
 def isolated_data(settings, tmp_path):
-    """Each test gets its own embedded Qdrant folder and upload folder; the model stays loaded."""
+    """Each test gets its own embedded store folder and upload folder; the model stays loaded."""
     settings.MEDIA_ROOT = tmp_path / "uploads"
     settings.RAG_VECTOR_STORE = {
-        **settings.RAG_VECTOR_STORE,
-        "OPTIONS": {
-            **settings.RAG_VECTOR_STORE["OPTIONS"],
-            "url": None,
-            "path": str(tmp_path / "qdrant"),
-        },
+        "BACKEND": "rag.store.EdgeStore",
+        "OPTIONS": {"path": str(tmp_path / "edge")},
     }
     yield
     # leave no open embedded store behind for the next test's folder

@@ -49,6 +49,8 @@ def scale_result(tmp_path_factory):
             str(QUERIES),
             "--real",
             "20",
+            "--local-up-to",
+            str(SIZES[0]),  # local mode only at the first size
             "--out",
             str(out),
         ],
@@ -73,22 +75,39 @@ def test_scale_reports_latency_per_size_and_mode(scale_result):
     assert result["sizes"] == list(SIZES)
     assert result["queries"] == QUERIES
     assert [row["chunks"] for row in result["results"]] == list(SIZES)
+    assert set(result["backends"]) == {"edge", "edge-optimized", "local"}
+    first, second = result["results"]
+    assert set(first["backends"]) == {"edge", "edge-optimized", "local"}
+    assert set(second["backends"]) == {"edge", "edge-optimized"}  # past --local-up-to
     for row in result["results"]:
-        assert row["stored_points"] == row["chunks"]
-        assert set(row["latency_ms"]) == {"dense", "lexical", "hybrid"}
-        for mode, parts in row["latency_ms"].items():
-            expected = {"total", "search"} if mode == "lexical" else {"total", "embed", "search"}
-            assert set(parts) == expected, mode
-            for stats in parts.values():
-                assert stats["p95"] >= stats["p50"] > 0
-                assert stats["mean"] > 0
-            assert parts["total"]["mean"] >= parts["search"]["mean"]
+        for name, facts in row["backends"].items():
+            assert facts["stored_points"] == row["chunks"], name
+            assert facts["upserted"] == SIZES[0] and facts["upsert_points_per_s"] > 0
+            assert ("shard" in facts) == name.startswith("edge")
+            assert set(facts["latency_ms"]) == {"dense", "lexical", "hybrid"}
+            for mode, parts in facts["latency_ms"].items():
+                expected = {"total", "store", "store_calls"} | (
+                    {"embed"} if mode != "lexical" else set()
+                )
+                assert set(parts) == expected, (name, mode)
+                for stats in parts.values():
+                    assert stats["p95"] >= stats["p50"] > 0
+                    assert stats["mean"] > 0
+                assert parts["total"]["mean"] >= parts["store"]["mean"]
+                assert parts["store"]["mean"] >= parts["store_calls"]["mean"]
+        optimized = row["backends"]["edge-optimized"]
+        assert optimized["optimize_seconds"] >= 0 and optimized["optimize_built"] in (True, False)
+        overlap = optimized["top_k_overlap_with_exact"]
+        assert set(overlap) == {"dense", "lexical", "hybrid"}
+        assert all(0 <= share <= 1 for share in overlap.values())
+    assert result["target"]["chunks"] == 50000 and result["target"]["measured"] is None
     corpus = result["corpus"]
     assert corpus["dense_real"] == 20
     assert corpus["dense_synthetic"] == max(SIZES) - 20
     assert "noise" in corpus["dense"] and "why_latency_holds" in corpus
     assert result["retriever"]["rrf_k"] == 2.0  # the app's RAG_RETRIEVER settings
     assert result["store"]["collection_filter"] == ["bench"]
+    assert result["store"]["edge_segments"] >= 1
     assert result["machine"]["cores"] >= 1
 
 

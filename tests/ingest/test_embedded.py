@@ -86,15 +86,3 @@ def test_serve_ingests_uploads_and_cli_queued_files_then_search_finds_the_page(
     # the app is stopped and its lock on the store released: the CLI can open the store now
     found = json.loads(manage(embedded_env, "search", "assembly point", "--json", "-k", "1").stdout)
     assert (found["results"][0]["document"], found["results"][0]["page"]) == ("safety.pdf", 2)
-
-
-def test_a_second_process_is_told_clearly_that_the_store_is_taken(embedded_env):
-    manage(embedded_env, "migrate", "--noinput")
-    manage(embedded_env, "ensure_admin")
-    server = Server(embedded_env)
-    try:
-        result = manage(embedded_env, "search", "anything", "--json", check=False)
-    finally:
-        server.stop()
-    assert result.returncode == 1
-    assert "open in another process" in result.stderr and result.stdout == ""

@@ -1,5 +1,5 @@
 """rag.retrieval: RRF and near-duplicate collapsing by hand-computed cases, then the hybrid
-Retriever end to end with the real packaged MiniLM and a real embedded Qdrant store."""
+Retriever end to end with the real packaged MiniLM and the real embedded store (EdgeStore)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rag.retrieval import (
     reciprocal_rank_fusion,
     sections_named_first,
 )
-from rag.store import QdrantStore
+from rag.store import EdgeStore
 from rag.types import Chunk, IndexedChunk, ScoredChunk, SparseVector
 
 # ---------------------------------------------------------------------------------------------
@@ -239,10 +239,10 @@ def embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.fixture(scope="module")
-def indexed(embedder, tmp_path_factory) -> Iterator[tuple[QdrantStore, dict[str, str]]]:
+def indexed(embedder, tmp_path_factory) -> Iterator[tuple[EdgeStore, dict[str, str]]]:
     """The corpus in a real embedded store; yields the store and chunk ids by document."""
     encoder = BM25Encoder()
-    store = QdrantStore(path=str(tmp_path_factory.mktemp("retrieval") / "q"), dimension=384)
+    store = EdgeStore(path=str(tmp_path_factory.mktemp("retrieval") / "edge"), dimension=384)
     chunks = [
         Chunk(
             id=chunk_id_for(f"sha-{document}", 0),
@@ -308,14 +308,18 @@ class TestRetrieverEndToEnd:
         assert best.dense_score is not None and best.dense_score > 0.3
 
     def test_hybrid_score_is_the_rrf_of_the_component_ranks(self, retriever):
-        # the defaults: rrf_k=2, dense_weight=0.5, lexical_weight=1
-        results = retriever.search(CODE_QUERY, k=5, collections=[HANDBOOK])
+        # the RRF settings before DBSF became the default: rrf_k=2, dense_weight=0.5
+        rrf = Retriever(
+            embedder=retriever.embedder, store=retriever.store, fusion="rrf", dense_weight=0.5
+        )
+        results = rrf.search(CODE_QUERY, k=5, collections=[HANDBOOK])
         assert results[0].score == pytest.approx(1 / 3 + 0.5 / (2 + results[0].dense_rank))
         for result in results[1:]:
             assert result.score == pytest.approx(0.5 / (2 + result.dense_rank))
         plain = Retriever(
             embedder=retriever.embedder,
             store=retriever.store,
+            fusion="rrf",
             rrf_k=60,
             dense_weight=1.0,
             lexical_weight=1.0,
@@ -350,10 +354,10 @@ class TestRetrieverEndToEnd:
         spy = SpyStore(retriever.store)
         spied = Retriever(embedder=retriever.embedder, store=spy)
         spied.search(CODE_QUERY, k=3, collections=[HANDBOOK])
-        assert spy.calls == [("dense", 40, [HANDBOOK]), ("lexical", 40, [HANDBOOK])]
+        assert spy.calls == [("dense", 100, [HANDBOOK]), ("lexical", 100, [HANDBOOK])]
         spy.calls.clear()
-        spied.search(CODE_QUERY, k=20, mode="dense")
-        assert spy.calls == [("dense", 80, None)]  # the pool: max(k * 4, 40)
+        spied.search(CODE_QUERY, k=30, mode="dense")
+        assert spy.calls == [("dense", 120, None)]  # the pool: max(k * 4, 100)
 
     def test_duplicates_collapsed(self, retriever, indexed):
         results = retriever.search(PARAPHRASE_QUERY, k=9)
@@ -402,10 +406,10 @@ HEADING_QUERY = "Travel expenses and refunds"
 
 
 @pytest.fixture(scope="module")
-def manual(embedder, tmp_path_factory) -> Iterator[QdrantStore]:
+def manual(embedder, tmp_path_factory) -> Iterator[EdgeStore]:
     """A contents page (navigation) and the section it points to, in a real embedded store."""
     encoder = BM25Encoder()
-    store = QdrantStore(path=str(tmp_path_factory.mktemp("manual") / "q"), dimension=384)
+    store = EdgeStore(path=str(tmp_path_factory.mktemp("manual") / "edge"), dimension=384)
     chunks = [
         Chunk(
             id=chunk_id_for("sha-manual", index),
@@ -455,9 +459,12 @@ class TestNavigationLast:
         assert kinds == {2: "navigation", 3: "content"}
 
     def test_a_contents_page_that_matches_best_comes_after_the_section(self, embedder, manual):
-        unordered = Retriever(embedder=embedder, store=manual, navigation_last=False)
+        # BM25-leaning RRF, so that the contents page wins the fusion (with two passages, DBSF
+        # sees two equal-shaped lists and keeps the dense order)
+        lean = {"fusion": "rrf", "dense_weight": 0.5}
+        unordered = Retriever(embedder=embedder, store=manual, navigation_last=False, **lean)
         assert [h.page for h in unordered.search(HEADING_QUERY, k=2)][0] == 2  # the trap
-        ranked = Retriever(embedder=embedder, store=manual).search(HEADING_QUERY, k=2)
+        ranked = Retriever(embedder=embedder, store=manual, **lean).search(HEADING_QUERY, k=2)
         assert [(h.page, h.kind) for h in ranked] == [(3, "content"), (2, "navigation")]
 
 
@@ -499,7 +506,7 @@ def vars_of(chunk: ScoredChunk) -> dict:
 class SpyStore:
     """The real store, recording what each search asked for."""
 
-    def __init__(self, store: QdrantStore) -> None:
+    def __init__(self, store: EdgeStore) -> None:
         self.store = store
         self.calls: list[tuple[str, int, list[str] | None]] = []
 
@@ -543,9 +550,9 @@ class TestSettings:
 
     def test_defaults_and_pool(self):
         retriever = Retriever(embedder=None, store=None)  # type: ignore[arg-type]
-        assert retriever.mode == "hybrid" and retriever.rrf_k == 2
-        assert (retriever.dense_weight, retriever.lexical_weight) == (0.5, 1.0)
-        assert retriever.pool_size(5) == 40 and retriever.pool_size(25) == 100
+        assert retriever.mode == "hybrid" and retriever.fusion == "dbsf"
+        assert (retriever.dense_weight, retriever.lexical_weight) == (1.0, 1.0)
+        assert retriever.pool_size(5) == 100 and retriever.pool_size(40) == 160
         assert (
             Retriever(embedder=None, store=None, pool_min=5, pool_multiplier=2).pool_size(10) == 20
         )  # type: ignore[arg-type]

@@ -1,21 +1,26 @@
-"""rag.store: a contract every VectorStore must meet, run against each implementation, plus the
-Qdrant-specific behaviour (embedded folder lock, server errors, configuration)."""
+"""rag.store: a contract every VectorStore must meet, run against each implementation (the
+embedded engine, a Qdrant server over its REST API, qdrant-client's local mode), plus what is
+specific to each (folder locks, migration, server errors, configuration)."""
 
 from __future__ import annotations
 
-import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rag.chunking import chunk_id_for
 from rag.lexical import BM25Encoder
-from rag.store import QdrantStore, StoreLocked, StoreUnavailable, VectorStore
+from rag.store import EdgeStore, QdrantStore, StoreLocked, StoreUnavailable, VectorStore
 from rag.types import Chunk, IndexedChunk, ScoredChunk, SparseVector
+from tests.fakes.qdrant import FakeQdrant
 
 DIM = 8
 ENCODER = BM25Encoder()
@@ -74,12 +79,23 @@ def ids_of(results: list[ScoredChunk]) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["qdrant-embedded"])
+STORES = ["edge", "qdrant-server", "qdrant-local"]
+
+
+@pytest.fixture(params=STORES)
 def store_factory(request, tmp_path) -> Iterator[Callable[[], VectorStore]]:
+    """``edge``: the embedded default (qdrant-edge, real engine); ``qdrant-server``: QdrantStore
+    over HTTP to a Qdrant REST server (tests.fakes.qdrant); ``qdrant-local``: QdrantStore's
+    local mode, kept for benchmarks and to migrate old folders."""
     opened: list[VectorStore] = []
+    server = FakeQdrant().__enter__() if request.param == "qdrant-server" else None
 
     def factory() -> VectorStore:
-        if request.param == "qdrant-embedded":
+        if request.param == "edge":
+            store = EdgeStore(path=str(tmp_path / "edge"), dimension=DIM)
+        elif request.param == "qdrant-server":
+            store = QdrantStore(url=server.url, dimension=DIM)
+        elif request.param == "qdrant-local":
             store = QdrantStore(path=str(tmp_path / "q"), dimension=DIM)
         else:  # pragma: no cover - a new implementation must be wired here
             raise AssertionError(request.param)
@@ -89,6 +105,8 @@ def store_factory(request, tmp_path) -> Iterator[Callable[[], VectorStore]]:
     yield factory
     for store in opened:
         store.close()
+    if server is not None:
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -272,6 +290,264 @@ class TestVectorStoreContract:
         assert len(store.search_dense(unit_vector(rng), k=4)) == 4
         assert len(store.search_lexical(ENCODER.encode_query("passage"), k=2)) == 2
 
+    def test_search_right_after_upsert_then_after_optimize(self, store, rng):
+        """Points are searchable as soon as upsert returns (before any index is built), and
+        ``optimize`` changes nothing a search returns."""
+        items = make_document("a", 20, rng)
+        store.upsert(items)
+        before = store.search_dense(items[3].dense, k=1)
+        assert before[0].chunk_id == items[3].chunk.id
+        lexical = store.search_lexical(ENCODER.encode_query("a passage 7"), k=20)
+        assert {r.chunk_id for r in lexical} == {item.chunk.id for item in items}
+        assert store.optimize() in (True, False)
+        assert store.search_dense(items[3].dense, k=1) == before
+        assert store.search_lexical(ENCODER.encode_query("a passage 7"), k=20) == lexical
+
+    def test_export_then_import_restores_every_point(self, store, rng):
+        items = make_document("a", 300, rng) + make_document("b", 2, rng, collection="hr")
+        store.upsert(items)
+        lexical_query = ENCODER.encode_query("b passage 1")
+        before = (store.search_dense(items[5].dense, k=3), store.search_lexical(lexical_query, k=3))
+        exported = [point for batch in store.export_points(batch=128) for point in batch]
+        assert len(exported) == 302 and len({p.id for p in exported}) == 302
+        store.delete_document("a")
+        store.delete_document("b")
+        assert store.count() == 0
+        store.import_points(exported)
+        assert store.count(document_id="a") == 300 and store.count(document_id="b") == 2
+        after = (store.search_dense(items[5].dense, k=3), store.search_lexical(lexical_query, k=3))
+        assert [[r.chunk_id for r in half] for half in after] == [
+            [r.chunk_id for r in half] for half in before
+        ]
+        assert after[0][0] == before[0][0]  # the payload came back whole
+
+    def test_threads_share_one_store(self, store, rng):
+        """The web threads read while the worker writes, through one store object."""
+        store.upsert(make_document("seed", 10, rng))
+        query = unit_vector(rng)
+        errors: list[BaseException] = []
+        writing = threading.Event()
+
+        def read() -> None:
+            try:
+                while writing.is_set():
+                    assert len(store.search_dense(query, k=5)) == 5
+                    store.search_lexical(ENCODER.encode_query("passage"), k=5)
+                    store.count(document_id="seed")
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        writing.set()
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        for reader in readers:
+            reader.start()
+        try:
+            for n in range(10):
+                store.upsert(make_document(f"w{n}", 20, np.random.default_rng(n)))
+                store.delete_document(f"w{n}", from_index=10)
+        finally:
+            writing.clear()
+            for reader in readers:
+                reader.join()
+        assert not errors, errors
+        assert store.count() == 10 + 10 * 10
+
+
+# ---------------------------------------------------------------------------------------------
+# EdgeStore specifics: the folder, its lock, and moving a local-mode folder in
+# ---------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _open_in_another_process(path: Path) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\n"
+        "from rag.store import EdgeStore, StoreLocked\n"
+        f"store = EdgeStore(path={str(path)!r}, dimension={DIM})\n"
+        "try:\n"
+        "    print(store.count())\n"
+        "except StoreLocked as exc:\n"
+        "    print('locked:', exc)\n"
+        "finally:\n"
+        "    store.close()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+class TestEdgeStore:
+    def test_one_process_at_a_time(self, tmp_path, rng):
+        path = tmp_path / "edge"
+        first = EdgeStore(path=str(path), dimension=DIM)
+        second = EdgeStore(path=str(path), dimension=DIM)
+        try:
+            first.upsert(make_document("a", 2, rng))
+            with pytest.raises(StoreLocked, match="open in another process .* set QDRANT_URL"):
+                second.count()
+            result = _open_in_another_process(path)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.startswith(f"locked: the embedded vector store at {path} is open")
+            first.close()
+            assert second.count() == 2  # the lock goes with the first store, the data stays
+            second.close()
+            assert _open_in_another_process(path).stdout.strip() == "2"
+        finally:
+            first.close()
+            second.close()
+
+    def test_data_persists_across_reopen_and_indexes_are_kept(self, tmp_path, rng):
+        path = str(tmp_path / "edge")
+        store = EdgeStore(path=path, dimension=DIM)
+        items = make_document("a", 3, rng)
+        store.upsert(items)
+        store.close()
+        reopened = EdgeStore(path=path, dimension=DIM)
+        try:
+            reopened.ensure_collection()  # must not recreate (and empty) the shard
+            assert reopened.count(document_id="a") == 3
+            assert reopened.search_dense(items[1].dense, k=1)[0].chunk_id == items[1].chunk.id
+            assert set(reopened.shard.info().payload_schema) == {
+                "document_id",
+                "collection",
+                "chunk_index",
+                "kind",
+            }
+        finally:
+            reopened.close()
+
+    def test_dimension_mismatch_with_existing_shard(self, tmp_path, rng):
+        path = str(tmp_path / "edge")
+        store = EdgeStore(path=path, dimension=DIM)
+        store.upsert(make_document("a", 1, rng))
+        store.close()
+        wider = EdgeStore(path=path, dimension=DIM * 2)
+        try:
+            with pytest.raises(ValueError, match="holds 8-d vectors but the embedder gives 16-d"):
+                wider.ensure_collection()
+        finally:
+            wider.close()
+
+    def test_optimize_builds_the_index_and_search_is_unchanged(self, tmp_path, rng):
+        store = EdgeStore(path=str(tmp_path / "edge"), dimension=DIM, indexing_threshold_kb=1)
+        try:
+            items = make_document("a", 400, rng)
+            store.upsert(items)
+            queries = [unit_vector(rng) for _ in range(5)]
+            before = [[r.chunk_id for r in store.search_dense(q, k=3)] for q in queries]
+            assert store.shard.info().indexed_vectors_count < 2 * 400
+            assert store.optimize() is True
+            assert store.shard.info().indexed_vectors_count >= 2 * 400  # dense and sparse
+            after = [[r.chunk_id for r in store.search_dense(q, k=3)] for q in queries]
+            assert after == before
+            assert store.optimize() is False  # nothing new to build
+        finally:
+            store.close()
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            ({"path": ""}, "folder path"),
+            ({"path": "x", "dimension": 0}, "dimension"),
+            ({"path": "x", "segments": 0}, "segments"),
+        ],
+    )
+    def test_configuration_is_checked(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            EdgeStore(**kwargs)
+
+
+def _legacy_folder(path: Path, rng) -> list[IndexedChunk]:
+    """A DATA_DIR/qdrant as the local-mode default left it."""
+    items = make_document("a", 300, rng) + make_document("b", 3, rng, collection="hr")
+    legacy = QdrantStore(path=str(path), dimension=DIM)
+    legacy.upsert(items)
+    legacy.close()
+    return items
+
+
+class TestEdgeMigration:
+    def test_a_local_mode_folder_is_copied_in_on_first_open(self, tmp_path, rng):
+        items = _legacy_folder(tmp_path / "qdrant", rng)
+        store = EdgeStore(
+            path=str(tmp_path / "edge"), dimension=DIM, migrate_from=str(tmp_path / "qdrant")
+        )
+        try:
+            assert store.count(document_id="a") == 300 and store.count(document_id="b") == 3
+            (hit,) = store.search_dense(items[-1].dense, k=1, collections=["hr"])
+            assert hit.chunk_id == items[-1].chunk.id and hit.text == "b passage 2"
+            assert hit.document_name == "b.pdf" and hit.heading_path == ("Guide", "Setup")
+            lexical = store.search_lexical(ENCODER.encode_query("b passage"), k=3)
+            assert {r.chunk_id for r in lexical} == {item.chunk.id for item in items[-3:]}
+            store.delete_document("b")
+        finally:
+            store.close()
+        assert not (tmp_path / "edge.migrating").exists()
+        assert QdrantStore(path=str(tmp_path / "qdrant"), dimension=DIM).count() == 303  # kept
+        again = EdgeStore(
+            path=str(tmp_path / "edge"), dimension=DIM, migrate_from=str(tmp_path / "qdrant")
+        )
+        try:
+            assert again.count(document_id="b") == 0  # copied once, not at every start
+        finally:
+            again.close()
+
+    def test_a_copy_cut_short_is_started_again(self, tmp_path, rng, monkeypatch):
+        _legacy_folder(tmp_path / "qdrant", rng)
+        options = {"dimension": DIM, "migrate_from": str(tmp_path / "qdrant")}
+        real_import = EdgeStore.import_points
+        calls = []
+
+        def failing_import(self, points):
+            calls.append(len(points))
+            if len(calls) == 2:
+                raise OSError("No space left on device")
+            real_import(self, points)
+
+        monkeypatch.setattr(EdgeStore, "import_points", failing_import)
+        store = EdgeStore(path=str(tmp_path / "edge"), **options)
+        with pytest.raises(OSError, match="No space left"):
+            store.count()
+        store.close()
+        assert not (tmp_path / "edge").exists()  # no half-filled store is ever opened
+
+        monkeypatch.setattr(EdgeStore, "import_points", real_import)
+        store = EdgeStore(path=str(tmp_path / "edge"), **options)
+        try:
+            assert store.count() == 303
+        finally:
+            store.close()
+
+    def test_a_held_local_mode_folder_is_reported(self, tmp_path, rng):
+        _legacy_folder(tmp_path / "qdrant", rng)
+        holder = QdrantStore(path=str(tmp_path / "qdrant"), dimension=DIM)
+        try:
+            holder.count()
+            store = EdgeStore(
+                path=str(tmp_path / "edge"), dimension=DIM, migrate_from=str(tmp_path / "qdrant")
+            )
+            with pytest.raises(StoreLocked, match="another process"):
+                store.count()
+            store.close()
+        finally:
+            holder.close()
+
+    def test_no_local_mode_folder_means_a_new_empty_store(self, tmp_path):
+        store = EdgeStore(
+            path=str(tmp_path / "edge"), dimension=DIM, migrate_from=str(tmp_path / "qdrant")
+        )
+        try:
+            assert store.count() == 0
+        finally:
+            store.close()
+        assert not (tmp_path / "qdrant").exists()
+
 
 # ---------------------------------------------------------------------------------------------
 # Qdrant specifics
@@ -434,46 +710,10 @@ class TestQdrantServerErrors:
             store.close()
 
 
-class _RecordingQdrant(BaseHTTPRequestHandler):
-    """Just enough of Qdrant's REST API to create a collection: records every request."""
-
-    def _reply(self, result) -> None:
-        body = json.dumps({"result": result, "status": "ok", "time": 0.0}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        self.server.requests.append(("GET", self.path, None))  # type: ignore[attr-defined]
-        if self.path.endswith("/exists"):
-            self._reply({"exists": False})
-        else:
-            self._reply({"title": "qdrant", "version": "1.15.5"})
-
-    def do_PUT(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"null")
-        self.server.requests.append(("PUT", self.path.split("?")[0], body))  # type: ignore[attr-defined]
-        self._reply(
-            True if "/index" not in self.path else {"operation_id": 1, "status": "completed"}
-        )
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def recording_qdrant() -> Iterator[tuple[str, list]]:
-    server = HTTPServer(("127.0.0.1", 0), _RecordingQdrant)
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", server.requests  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with FakeQdrant() as server:
+        yield server.url, server.requests
 
 
 @pytest.mark.filterwarnings("ignore:Failed to obtain server version")

@@ -3,16 +3,21 @@ manage.py ingest --reindex [--outdated] [--collection SLUG] [--sync] [--json]
 
 --reindex parses, chunks and indexes again the documents already uploaded (of one collection, or
 all): what a new version of the parser or chunker changes reaches them this way. --outdated
-keeps to the documents indexed by another chunker version."""
+keeps to the documents indexed by another chunker version.
+
+While the app serves the same DATA_DIR and holds the embedded store (ingest.serving), the files
+are uploaded through its API and its worker processes them (--sync waits for it): the same
+output and exit codes either way."""
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest import services
-from ingest.components import get_store
+from accounts.services import operator_user_get
+from ingest import selectors, services, serving
 from ingest.models import Collection, Document
 from ingest.tasks import document_ingest_task
 from rag.parsing import EXTENSIONS
@@ -56,48 +61,90 @@ class Command(BaseCommand):
         if outdated and not reindex:
             raise CommandError("--outdated goes with --reindex", returncode=2)
         files = self._expand(paths)
-        if sync:
-            try:
-                get_store().ensure_collection()
-            except (StoreLocked, StoreUnavailable) as exc:
-                raise CommandError(str(exc), returncode=1) from exc
-        if reindex:
-            documents = self._reindex(collection, outdated=outdated, sync=sync)
-        else:
-            target = services.collection_get_or_create(
-                slug=collection or services.DEFAULT_COLLECTION_SLUG
-            )
-            documents = self._upload(files, target, sync=sync)
-        for document in documents:
-            if sync and document.status == Document.Status.QUEUED:
-                document_ingest_task.apply(args=[document.pk])
-                document.refresh_from_db()
-            self._report(document, as_json=json)
+        try:
+            app = serving.locate(store_needed=sync)
+            if app is not None:  # the serving app holds the store: its worker does the work
+                documents = self._through(app, files, collection, reindex, outdated, sync=sync)
+            elif reindex:
+                documents = self._reindex(collection, outdated=outdated, sync=sync)
+            else:
+                target = services.collection_get_or_create(
+                    slug=collection or services.DEFAULT_COLLECTION_SLUG
+                )
+                documents = self._upload(files, target, sync=sync)
+            for document in documents:
+                self._report(document, as_json=json)
+        except (StoreLocked, StoreUnavailable, serving.AppError) as exc:
+            raise CommandError(str(exc), returncode=1) from exc
         if not sync and not json:
             self.stderr.write(
                 "Queued: the worker processes them (the running app on the embedded default)."
             )
 
-    def _upload(self, files: list[Path], target, *, sync: bool) -> Iterator[Document]:
+    def _upload(self, files: list[Path], target, *, sync: bool) -> Iterator[dict]:
         for path in files:
             with path.open("rb") as handle:
-                yield services.document_upload(
+                document = services.document_upload(
                     file=handle, name=path.name, collection=target, enqueue=not sync
                 )
+            yield self._processed(document) if sync else selectors.document_json(document)
 
-    def _reindex(self, slug: str | None, *, outdated: bool, sync: bool) -> list[Document]:
-        target = None
-        if slug is not None:
-            target = Collection.objects.filter(slug=slug).first()
-            if target is None:
-                raise CommandError(f"no collection {slug!r}", returncode=2)
+    def _processed(self, document: Document) -> dict:
+        """Run the ingestion task here (--sync) if the document still needs it."""
+        if document.status == Document.Status.QUEUED:
+            document_ingest_task.apply(args=[document.pk])
+            document.refresh_from_db()
+        return selectors.document_json(document)
+
+    def _reindex(self, slug: str | None, *, outdated: bool, sync: bool) -> Iterator[dict]:
         # With --sync this process does the work: nothing is handed to a worker.
         documents = services.documents_reindex(
-            collection=target, outdated_only=outdated, enqueue=not sync
+            collection=self._collection(slug), outdated_only=outdated, enqueue=not sync
         )
         if not documents:
             self.stderr.write("nothing to re-index")
-        return documents
+        for document in documents:
+            yield self._processed(document) if sync else selectors.document_json(document)
+
+    def _through(
+        self, app, files: list[Path], slug: str | None, reindex: bool, outdated: bool, *, sync
+    ) -> Iterator[dict]:
+        """Upload (or re-index) through the running app, then with --sync wait for its worker."""
+        client = serving.AppClient(app, user=operator_user_get(), notify=self.stderr.write)
+        if reindex:
+            chosen = selectors.documents_reindexable(
+                collection=self._collection(slug), outdated_only=outdated
+            )
+            queued = [client.reindex(document.pk) for document in chosen]
+            if not queued:
+                self.stderr.write("nothing to re-index")
+        else:
+            # Created here as it would be without the app (the API takes existing ones only).
+            target = services.collection_get_or_create(
+                slug=slug or services.DEFAULT_COLLECTION_SLUG
+            )
+            queued = [self._send(client, path, target) for path in files]
+        for document in queued:
+            yield client.wait(document["id"]) if sync else document
+
+    def _send(self, client: serving.AppClient, path: Path, target: Collection) -> dict:
+        if path.stat().st_size > settings.MAX_UPLOAD_MB * 1024 * 1024:
+            # The app refuses it at the door, storing nothing; here it is recorded as failed
+            # with the reason, as without the app (its bytes are not read).
+            with path.open("rb") as handle:
+                document = services.document_upload(
+                    file=handle, name=path.name, collection=target, enqueue=False
+                )
+            return selectors.document_json(document)
+        return client.upload(path, collection=target.slug)
+
+    def _collection(self, slug: str | None) -> Collection | None:
+        if slug is None:
+            return None
+        target = Collection.objects.filter(slug=slug).first()
+        if target is None:
+            raise CommandError(f"no collection {slug!r}", returncode=2)
+        return target
 
     def _expand(self, paths: list[str]) -> list[Path]:
         files: list[Path] = []
@@ -118,24 +165,25 @@ class Command(BaseCommand):
                 raise CommandError(f"no such file or folder: {raw}", returncode=2)
         return files
 
-    def _report(self, document: Document, *, as_json: bool) -> None:
+    def _report(self, document: dict, *, as_json: bool) -> None:
+        """``document``: the API's document JSON (selectors.document_json), from here or the app."""
         record = {
-            "id": document.pk,
-            "name": document.name,
-            "collection": document.collection.slug,
-            "status": document.status,
-            "pages": document.page_count,
-            "chunks": document.chunk_count,
-            "error": document.error or None,
+            "id": document["id"],
+            "name": document["name"],
+            "collection": document["collection"],
+            "status": document["status"],
+            "pages": document["pages"],
+            "chunks": document["chunks"],
+            "error": document["error"] or None,
         }
-        if document.duplicate_of_id:
-            record["duplicate_of"] = document.duplicate_of_id
+        if document.get("duplicate_of"):
+            record["duplicate_of"] = document["duplicate_of"]
         if as_json:
             self.stdout.write(json.dumps(record, ensure_ascii=False))
             return
         detail = {
-            Document.Status.READY: f"{document.page_count or '-'} pages, {document.chunk_count} passages",
-            Document.Status.FAILED: document.error,
-            Document.Status.DUPLICATE: document.stage,
-        }.get(document.status, document.stage)
-        self.stdout.write(f"{document.status:<9} #{document.pk} {document.name}: {detail}")
+            Document.Status.READY: f"{document['pages'] or '-'} pages, {document['chunks']} passages",
+            Document.Status.FAILED: document["error"],
+            Document.Status.DUPLICATE: document["stage"],
+        }.get(document["status"], document["stage"])
+        self.stdout.write(f"{document['status']:<9} #{document['id']} {document['name']}: {detail}")

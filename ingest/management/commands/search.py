@@ -1,28 +1,24 @@
-"""manage.py search "QUERY" [--collection SLUG] [-k 10] [--json] | --batch FILE"""
+"""manage.py search "QUERY" [--collection SLUG] [-k 10] [--json] | --batch FILE
+
+Searches the store here, or through the running app when it holds the embedded store
+(ingest.serving): the same output and exit codes either way."""
 
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.services import operator_user_get
+from ingest import serving
 from ingest.components import get_retriever
+from ingest.selectors import search_result_json
 from rag.store import StoreLocked, StoreUnavailable
 
-
-def result_json(rank: int, hit) -> dict:
-    return {
-        "rank": rank,
-        "chunk_id": hit.chunk_id,
-        "document_id": int(hit.document_id) if hit.document_id.isdigit() else hit.document_id,
-        "document": hit.document_name,
-        "page": hit.page,
-        "score": round(hit.score, 6),
-        "text": hit.text,
-        "section": list(hit.heading_path),
-        "kind": hit.kind,
-    }
+# query -> (results in the JSON shape, latency in ms)
+Search = Callable[[str], tuple[list[dict], float]]
 
 
 class Command(BaseCommand):
@@ -43,21 +39,39 @@ class Command(BaseCommand):
         if k < 1:
             raise CommandError("-k must be at least 1", returncode=2)
         collections = [collection] if collection else None
-        retriever = get_retriever()
         try:
-            retriever.warm_up()  # load the model before the clock starts: latency is per query
+            search = self._searcher(k, collections)
             if batch:
-                self._batch(retriever, batch, k, collections)
+                self._batch(search, batch)
             else:
-                self._single(retriever, query, k, collections, as_json=json)
-        except (StoreLocked, StoreUnavailable) as exc:
-            raise CommandError(str(exc), returncode=1) from exc
+                self._single(search, query, as_json=json)
+        except (StoreLocked, StoreUnavailable, serving.AppError) as exc:
+            code = 2 if getattr(exc, "status", None) == 400 else 1
+            raise CommandError(str(exc), returncode=code) from exc
 
-    def _single(self, retriever, query, k, collections, *, as_json: bool) -> None:
-        started = time.perf_counter()
-        hits = retriever.search(query, k=k, collections=collections)
-        latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        results = [result_json(rank, hit) for rank, hit in enumerate(hits, 1)]
+    def _searcher(self, k: int, collections: list[str] | None) -> Search:
+        app = serving.locate()
+        if app is not None:  # the serving app holds the store: it searches
+            client = serving.AppClient(app, user=operator_user_get(), notify=self.stderr.write)
+
+            def remote(query: str) -> tuple[list[dict], float]:
+                found = client.search(query, k=k, collections=collections)
+                return found["results"], found["latency_ms"]
+
+            return remote
+        retriever = get_retriever()
+        retriever.warm_up()  # load the model before the clock starts: latency is per query
+
+        def local(query: str) -> tuple[list[dict], float]:
+            started = time.perf_counter()
+            hits = retriever.search(query, k=k, collections=collections)
+            latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            return [search_result_json(rank, hit) for rank, hit in enumerate(hits, 1)], latency_ms
+
+        return local
+
+    def _single(self, search: Search, query: str, *, as_json: bool) -> None:
+        results, latency_ms = search(query)
         if as_json:
             self.stdout.write(
                 json.dumps({"results": results, "latency_ms": latency_ms}, ensure_ascii=False)
@@ -74,7 +88,7 @@ class Command(BaseCommand):
             )
         self.stderr.write(f"{len(results)} results in {latency_ms} ms")
 
-    def _batch(self, retriever, path, k, collections) -> None:
+    def _batch(self, search: Search, path: str) -> None:
         try:
             lines = sys.stdin if path == "-" else open(path, encoding="utf-8")
         except OSError as exc:
@@ -93,8 +107,7 @@ class Command(BaseCommand):
                         json.dumps({"id": None, "line": number, "error": f"bad line: {exc}"})
                     )
                     continue
-                hits = retriever.search(query, k=k, collections=collections)
-                results = [result_json(rank, hit) for rank, hit in enumerate(hits, 1)]
+                results, _ = search(query)
                 self.stdout.write(
                     json.dumps({"id": query_id, "results": results}, ensure_ascii=False)
                 )

@@ -2,12 +2,14 @@
 
 import logging
 import threading
+from collections.abc import Callable
 
+import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.services import audit_apply_retention
-from ingest import services
+from ingest import services, serving
 from ingest.components import get_retriever, get_store
 from rag.store import StoreLocked
 
@@ -23,14 +25,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options):
-        import uvicorn
-
-        from ingest.embedded import EmbeddedWorker
-
         try:
             get_store().ensure_collection()  # claim the embedded store now, fail clearly if taken
         except StoreLocked as exc:
             raise CommandError(str(exc)) from exc
+        # From the claim on, search, ask and ingest run meanwhile find the app here and go
+        # through it (waiting while it starts) instead of failing on the held store.
+        with serving.announce(host=host, port=port) as listening:
+            self._serve(host, port, no_worker=no_worker, listening=listening)
+
+    def _serve(
+        self, host: str, port: int, *, no_worker: bool, listening: Callable[[], None]
+    ) -> None:
+        from ingest.embedded import EmbeddedWorker
+
         get_retriever().warm_up()  # the embedding model loads now, not on the first question
         if settings.LOCAL_LLM_WARM_UP:
             threading.Thread(target=_warm_default_model, name="warm-model", daemon=True).start()
@@ -45,13 +53,34 @@ class Command(BaseCommand):
             if resumed:
                 self.stderr.write(f"resumed {resumed} unfinished document(s)")
         self.stderr.write(f"serving on http://{host}:{port}/  (Ctrl+C to stop)")
-        try:
-            uvicorn.run(
+        server = _Server(
+            uvicorn.Config(
                 "config.asgi:application", host=host, port=port, workers=1, log_level="info"
-            )
+            ),
+            listening=listening,
+        )
+        try:
+            server.run()  # what uvicorn.run does, with a word when the port is open
+        except KeyboardInterrupt:
+            pass
         finally:
             if worker is not None:
                 worker.stop()
+        if not server.started:
+            raise CommandError(f"could not serve on {host}:{port} (see the log above)")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which says when its port is open (commands wait for that)."""
+
+    def __init__(self, config: uvicorn.Config, *, listening: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.listening = listening
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening()
 
 
 def _warm_default_model() -> None:
