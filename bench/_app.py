@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def set_up_embedded_app(data_dir: Path) -> None:
-    """SQLite and Qdrant local mode under ``data_dir`` with ``config.settings.local``, migrated;
+    """SQLite and the embedded Qdrant engine under ``data_dir`` with ``config.settings.local``, migrated;
     DATABASE_URL, QDRANT_URL and CELERY_BROKER_URL are ignored. Exits 2 if the settings still
     point elsewhere (a ``.env`` that sets them)."""
     os.environ["DATA_DIR"] = str(data_dir)
@@ -34,7 +34,7 @@ def set_up_embedded_app(data_dir: Path) -> None:
         or not store_path.startswith(str(data_dir))
     ):
         print(
-            "error: the benchmark needs the embedded default (SQLite and Qdrant local mode under "
+            "error: the benchmark needs the embedded default (SQLite and the embedded store under "
             f"its temporary DATA_DIR), got database {database['NAME']!r} and store "
             f"{store_path or settings.QDRANT_URL!r}; is DATABASE_URL or QDRANT_URL set in .env?",
             file=sys.stderr,

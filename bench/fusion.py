@@ -231,23 +231,54 @@ def candidates_open(name: str, *, limit: int | None, depth: int, folder: Path | 
     return candidates
 
 
-def measure(candidates: Candidates, variants: list[Variant]) -> dict:
-    """Both inputs and every variant on every question, from the cached candidate lists."""
+def configured_retriever(candidates: Candidates):
+    """The cached retriever with today's settings (a saved pickle keeps its own)."""
     from django.conf import settings as django_settings
 
+    return replace(candidates.retriever, **django_settings.RAG_RETRIEVER)
+
+
+def case_rows(candidates: Candidates, retriever, mode: str) -> list[dict[str, float]]:
+    """Every question of ``candidates`` asked of ``retriever`` in ``mode``, scored."""
     from evaluation.services import case_score
 
-    # the lists are the store's; the settings are today's (a saved pickle keeps its own)
-    base = replace(candidates.retriever, **django_settings.RAG_RETRIEVER)
+    rows = []
+    for case in candidates.cases:
+        hits = retriever.search(case.query, k=K, collections=candidates.collections, mode=mode)
+        rows.append(case_score([candidates.key(h) for h in hits], case.relevant))
+    return rows
+
+
+def configured_table(candidates: Candidates) -> dict:
+    """The retriever as configured, each mode with 95% intervals, and hybrid's paired margins
+    over each input (the per-set table of the README and docs/benchmarks/retrieval.json)."""
+    retriever = configured_retriever(candidates)
+    rows = {mode: case_rows(candidates, retriever, mode) for mode in ("dense", "lexical", "hybrid")}
+    return {
+        "questions": len(candidates.cases),
+        "corpus": candidates.description,
+        "modes": {
+            mode: {m: mean_interval([r[m] for r in mode_rows]) for m in METRICS}
+            for mode, mode_rows in rows.items()
+        },
+        "hybrid_vs": {
+            mode: {
+                m: paired([r[m] for r in rows["hybrid"]], [r[m] for r in rows[mode]])
+                for m in JUDGED
+            }
+            for mode in ("dense", "lexical")
+        },
+    }
+
+
+def measure(candidates: Candidates, variants: list[Variant]) -> dict:
+    """Both inputs and every variant on every question, from the cached candidate lists."""
+    base = configured_retriever(candidates)
     name, cases = candidates.name, candidates.cases
     started = time.perf_counter()
 
     def scores(retriever, mode: str) -> list[dict[str, float]]:
-        rows = []
-        for case in cases:
-            hits = retriever.search(case.query, k=K, collections=candidates.collections, mode=mode)
-            rows.append(case_score([candidates.key(h) for h in hits], case.relevant))
-        return rows
+        return case_rows(candidates, retriever, mode)
 
     inputs: dict[int, dict[str, list[dict[str, float]]]] = {}
     for pool in sorted({v.pool for v in variants}):

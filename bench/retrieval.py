@@ -351,9 +351,35 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         result["index"] = index
     finally:
         store.close()
+    if args.sets and not args.sweep:
+        result["development_sets"] = development_sets(args.sets, folder / "app")
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = machine_facts(load_before)
     return result
+
+
+DEVELOPMENT_SETS = ("halueval-qa", "cisi", "manuals")
+
+
+def development_sets(names: Sequence[str], data_dir: Path) -> dict:
+    """The per-set table: dense, lexical and hybrid as configured on every development set as
+    ``manage.py eval retrieval`` opens it (bench/fusion.py's slices: HaluEval-QA 200 questions
+    over 1,000 passages, all of CISI, the manuals), each metric with its 95% interval and hybrid's
+    paired margin over each input. The fusion settings were chosen on HaluEval-QA and CISI; the
+    manuals are held out (docs/benchmarks/fusion.json)."""
+    from bench._app import set_up_embedded_app
+    from bench.fusion import candidates_collect, configured_table
+
+    set_up_embedded_app(data_dir)
+    from django.conf import settings
+
+    options = settings.RAG_RETRIEVER
+    depth = max(options.get("pool_min", 0), 10 * options.get("pool_multiplier", 1), 10)
+    tables = {}
+    for name in names:
+        log(f"{name}: indexing and asking")
+        tables[name] = configured_table(candidates_collect(name, limit=None, depth=depth))
+    return tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,8 +404,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep", action="store_true", help="grid of hybrid fusion settings (for tuning)"
     )
+    parser.add_argument(
+        "--sets",
+        type=lambda v: [n for n in v.split(",") if n],
+        default=list(DEVELOPMENT_SETS),
+        help="development sets measured as configured beside HaluEval (comma-separated, default "
+        f"{','.join(DEVELOPMENT_SETS)}; '' for none)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
     args = parser.parse_args(argv)
+    unknown = set(args.sets) - set(DEVELOPMENT_SETS)
+    if unknown:
+        parser.error(f"--sets: unknown {', '.join(sorted(unknown))}")
     if args.limit < 1 or args.offset < 0 or args.k < 10 or args.passages < 0:
         parser.error("--limit must be >= 1, --offset and --passages >= 0, -k >= 10")
     if args.latency_queries < 0:
