@@ -18,7 +18,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Count, Max
 
-from ingest.components import get_embedder
+from core.components import get_embedder
 from ingest.models import Collection, Document
 from rag import routing
 

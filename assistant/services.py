@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F
 
 from audit.services import audit_append
-from ingest.components import get_embedder, get_retriever
+from core.components import get_embedder, get_retriever
 from ingest.models import Collection
 from ingest.selectors import readable_collection_slugs
 from rag import citations as verifier

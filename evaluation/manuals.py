@@ -388,7 +388,7 @@ def manuals_open(
     Needs Django's settings; the store is removed afterwards."""
     from django.conf import settings
 
-    from ingest.components import get_chunker, get_embedder, get_lexical_encoder
+    from core.components import get_chunker, get_embedder, get_lexical_encoder
     from rag.parsing import parse
     from rag.retrieval import Retriever
 

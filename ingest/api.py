@@ -13,10 +13,10 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import roles
+from core.components import get_retriever
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import selectors, services
-from .components import get_retriever
 from .models import Collection, Document
 
 

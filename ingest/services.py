@@ -23,11 +23,11 @@ from django.utils.text import slugify
 
 from accounts import roles
 from audit.services import audit_append
+from core.components import get_chunker, get_embedder, get_lexical_encoder, get_store
 from rag import injection, parsing
 from rag.chunking import CHUNKER_VERSION, chunk_id_for
 from rag.types import IndexedChunk
 
-from .components import get_chunker, get_embedder, get_lexical_encoder, get_store
 from .models import Collection, Document, collection_chunk_key
 from .selectors import documents_reindexable
 

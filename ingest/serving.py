@@ -1,11 +1,11 @@
-"""The app serving a DATA_DIR, seen from both sides.
+"""The app serving a DATA_DIR, seen from the commands.
 
 The embedded vector store can be opened by one process, and `manage.py serve` holds it while it
 runs. So that `search`, `ask` and `ingest` work the same whether or not the app is serving:
 
 - `manage.py serve` claims the store, then announces itself in ``DATA_DIR/run/serve.json``
-  (``{"pid", "url", "listening"}``, readable by its owner only; ``listening`` turns true once
-  its port is open) and removes the file when it stops.
+  (``core.announcement``: ``{"pid", "url", "listening"}``, readable by its owner only) and
+  removes the file when it stops.
 - A command opens the store itself (`locate`). Only when that fails because the store is held
   (`StoreLocked`, whatever the store's implementation) and a live app is announced does it do its
   work through that app's JSON API on loopback instead (`AppClient`). A held store with no app
@@ -19,20 +19,16 @@ runs. So that `search`, `ask` and `ingest` work the same whether or not the app 
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from core.announcement import RunningApp, announced, read_json, run_dir, write_private
+from core.components import get_store
 from rag.store import StoreLocked, StoreUnavailable
-
-from .components import get_store
 
 START_WAIT = 120.0  # seconds to wait for an announced app that is still starting (model load)
 POLL_INTERVAL = 0.5  # seconds between two looks at a document being ingested
@@ -45,67 +41,6 @@ class AppError(Exception):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class RunningApp:
-    pid: int
-    url: str
-    listening: bool = False  # False: still starting (loading the model), worth waiting for
-
-
-def run_dir() -> Path:
-    return Path(settings.DATA_DIR) / "run"
-
-
-def announcement_path() -> Path:
-    return run_dir() / "serve.json"
-
-
-# --- the serving side --------------------------------------------------------------------------
-
-
-@contextmanager
-def announce(*, host: str, port: int) -> Iterator[Callable[[], None]]:
-    """Announce this process as the app serving DATA_DIR (starting) for as long as the block
-    runs; call the function it gives once the port is open."""
-    app = RunningApp(pid=os.getpid(), url=f"http://{_loopback(host)}:{port}")
-    path = announcement_path()
-    _write_private(path, {"pid": app.pid, "url": app.url, "listening": False})
-
-    def listening() -> None:
-        _write_private(path, {"pid": app.pid, "url": app.url, "listening": True})
-
-    try:
-        yield listening
-    finally:
-        current = _read_json(path)
-        if current is not None and current.get("pid") == app.pid:  # not a newer app's
-            path.unlink(missing_ok=True)
-
-
-def _loopback(host: str) -> str:
-    """Where a local client reaches a server bound to ``host``."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-# --- the command side --------------------------------------------------------------------------
-
-
-def announced() -> RunningApp | None:
-    """The app announced in DATA_DIR, if its process is alive."""
-    data = _read_json(announcement_path())
-    try:
-        app = RunningApp(
-            pid=int(data["pid"]), url=str(data["url"]), listening=data.get("listening") is True
-        )
-    except (TypeError, KeyError, ValueError):
-        return None
-    return app if _alive(app.pid) else None
 
 
 def locate(*, store_needed: bool = True) -> RunningApp | None:
@@ -234,13 +169,13 @@ def _token_for(user: AbstractBaseUser) -> str:
     from accounts.services import operator_token_issue, operator_token_valid
 
     path = run_dir() / "tokens.json"
-    tokens = _read_json(path) or {}
+    tokens = read_json(path) or {}
     username = user.get_username()
     key = tokens.get(username)
     if isinstance(key, str) and operator_token_valid(user=user, key=key):
         return key
     key = operator_token_issue(user=user, name=f"manage.py at the shell ({username})"[:100])
-    _write_private(path, {**tokens, username: key})
+    write_private(path, {**tokens, username: key})
     return key
 
 
@@ -253,33 +188,3 @@ def _host_header(url: str) -> str | None:
     if not allowed or "*" in allowed or host in allowed or (host == "::1" and "[::1]" in allowed):
         return None
     return allowed[0].lstrip(".")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_private(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` readable by this user only, atomically."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)  # O_EXCL: the mode below is the file's, never an old one's
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(temporary, path)

@@ -3,8 +3,8 @@ import pytest
 from accounts import roles
 from accounts.services import user_create
 from assistant import llms
+from core.components import get_store
 from ingest import services
-from ingest.components import get_store
 from tests.docs import make_pdf
 from tests.ingest.helpers import ingest
 
@@ -19,7 +19,7 @@ def isolated_data(settings, tmp_path):
     }
     yield
     # leave no open embedded store behind for the next test's folder
-    from ingest.components import reset_components
+    from core.components import reset_components
 
     reset_components()
 

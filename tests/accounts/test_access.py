@@ -15,7 +15,7 @@ from accounts.models import ApiToken
 from accounts.services import token_issue, user_create, user_roles_set
 from assistant import services as answering
 from assistant.models import Conversation
-from ingest.components import get_store
+from core.components import get_store
 from ingest.services import collection_get_or_create
 from tests.docs import make_pdf
 from tests.ingest.helpers import ingest

@@ -25,8 +25,8 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
+from core.components import get_retriever
 from ingest import services
-from ingest.components import get_retriever
 from ingest.models import Collection, Document
 from ingest.tasks import document_ingest_task
 from tests.docs import make_pdf

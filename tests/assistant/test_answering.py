@@ -401,7 +401,7 @@ CONTENTS_PAGE = (
 def marked_navigation(monkeypatch):
     """The real retriever over the real store, with the passages whose text passes ``test``
     returned as navigation (contents, index): what the store returns for a contents page."""
-    from ingest import components
+    from core import components
 
     def mark(test):
         real = components.get_retriever

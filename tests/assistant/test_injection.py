@@ -4,7 +4,7 @@ flagged at ingestion, shown to admins, and fenced with a warning in every prompt
 import pytest
 
 from assistant import services
-from ingest.components import get_store
+from core.components import get_store
 from rag.injection import WARNING
 from rag.prompting import build_prompt
 from rag.types import ScoredChunk

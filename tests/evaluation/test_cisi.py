@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+from core.components import get_chunker
 from evaluation.cisi import (
     CisiFormatError,
     CisiMissing,
@@ -15,7 +16,6 @@ from evaluation.cisi import (
     cisi_select,
 )
 from evaluation.models import EvalRun
-from ingest.components import get_chunker
 from tests.evaluation.conftest import CISI_ALL, write_cisi
 from tests.evaluation.test_eval_command import METRICS, MODES, run_eval
 

@@ -11,9 +11,9 @@ import pytest
 from assistant import llms
 from assistant.models import Message
 from audit.models import AuditRecord
+from core.components import get_retriever
 from evaluation.models import EvalRun
 from ingest import services as ingest_services
-from ingest.components import get_retriever
 from rag.prompting import ABSTAIN_TEXT
 from tests.evaluation.test_eval_command import run_eval, write_cases
 from tests.fakes.deepseek import FakeDeepSeek, Reply, Scripted

@@ -9,8 +9,8 @@ import math
 import pytest
 from django.core.management import CommandError, call_command
 
+from core.components import get_retriever
 from evaluation.models import EvalRun
-from ingest.components import get_retriever
 
 pytestmark = pytest.mark.django_db
 

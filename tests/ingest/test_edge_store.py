@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.components import get_retriever, get_store, reset_components
 from ingest import services
-from ingest.components import get_retriever, get_store, reset_components
 from rag.store import EdgeStore
 from tests.docs import make_pdf
 from tests.ingest.helpers import ingest

@@ -6,8 +6,8 @@ import tracemalloc
 
 import pytest
 
+from core.components import get_retriever
 from ingest import services
-from ingest.components import get_retriever
 from ingest.models import Document
 from tests.docs import (
     make_docx,

@@ -17,6 +17,7 @@ from accounts.models import ApiToken
 from accounts.services import operator_user_get
 from assistant.models import Conversation
 from audit.models import AuditRecord
+from core import announcement
 from ingest import serving
 from ingest.services import collection_access_set
 from tests.docs import make_pdf
@@ -108,17 +109,17 @@ def test_ask_that_cannot_open_the_store_leaves_no_trace(settings):
 
 def test_announce_writes_an_owner_only_file_and_removes_it(settings, tmp_path):
     settings.DATA_DIR = tmp_path
-    with serving.announce(host="0.0.0.0", port=8123) as listening:
+    with announcement.announce(host="0.0.0.0", port=8123) as listening:
         path = tmp_path / "run" / "serve.json"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-        assert serving.announced() == serving.RunningApp(
+        assert announcement.announced() == announcement.RunningApp(
             pid=os.getpid(), url="http://127.0.0.1:8123", listening=False
         )
         listening()
-        assert serving.announced().listening
+        assert announcement.announced().listening
     assert not path.exists()
-    assert serving.announced() is None
+    assert announcement.announced() is None
 
 
 def test_an_announcement_left_by_a_dead_process_is_ignored(settings, tmp_path):
@@ -129,14 +130,14 @@ def test_an_announcement_left_by_a_dead_process_is_ignored(settings, tmp_path):
         os._exit(0)
     os.waitpid(dead, 0)
     (tmp_path / "run" / "serve.json").write_text(json.dumps({"pid": dead, "url": "http://x"}))
-    assert serving.announced() is None
+    assert announcement.announced() is None
     assert serving.locate() is None  # the store is free: the command opens it itself
 
 
 @pytest.mark.django_db
 def test_the_operator_token_is_issued_once_audited_and_replaced_when_revoked(settings, tmp_path):
     settings.DATA_DIR = tmp_path
-    app = serving.RunningApp(pid=os.getpid(), url="http://127.0.0.1:1")
+    app = announcement.RunningApp(pid=os.getpid(), url="http://127.0.0.1:1")
     operator = operator_user_get()
 
     serving.AppClient(app, user=operator)
@@ -215,11 +216,11 @@ def test_search_ask_and_ingest_work_the_same_while_the_app_serves(tmp_path):
             assert audit_count(data_dir) == records + 1  # the answer, recorded by the app
 
             # A store held by a process that announces no app: a clear failure, no record.
-            announcement = data_dir / "run" / "serve.json"
-            saved = announcement.read_bytes()
-            announcement.unlink()
+            serve_json = data_dir / "run" / "serve.json"
+            saved = serve_json.read_bytes()
+            serve_json.unlink()
             failed_ask = manage(env, "ask", "When is breakfast served?", "--json", check=False)
-            announcement.write_bytes(saved)
+            serve_json.write_bytes(saved)
             assert failed_ask.returncode == 1
             assert "open in another process" in failed_ask.stderr and failed_ask.stdout == ""
             assert audit_count(data_dir) == records + 1

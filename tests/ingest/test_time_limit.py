@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from config.celery import app as celery_app
+from core.components import get_store
 from ingest import services
-from ingest.components import get_store
 from ingest.embedded import EmbeddedWorker
 from ingest.models import Document
 from ingest.tasks import document_ingest_task

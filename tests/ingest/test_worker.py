@@ -9,8 +9,8 @@ from celery.contrib.testing.worker import start_worker
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from config.celery import app as celery_app
+from core.components import get_retriever
 from ingest import services
-from ingest.components import get_retriever
 from ingest.models import Document
 from ingest.tasks import document_ingest_task, retry_countdown
 from tests.docs import make_pdf, make_png

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import operator_user_get
+from core.components import get_retriever
 from ingest import serving
-from ingest.components import get_retriever
 from ingest.selectors import search_result_json
 from rag.store import StoreLocked, StoreUnavailable
 

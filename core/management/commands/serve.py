@@ -1,16 +1,16 @@
-"""Serve the app on the embedded default: one process with the web server and the worker."""
+"""Serve the app on the embedded default: one process with the web server and the worker.
 
-import logging
-import threading
+The apps' own start-up work (the offline model's warm-up, the embedded ingestion worker, audit
+retention, resuming unfinished documents) is theirs: `serve` sends core.signals and their
+AppConfig.ready() connects the receivers, so this command imports none of them."""
+
 from collections.abc import Callable
 
 import uvicorn
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.services import audit_apply_retention
-from ingest import services, serving
-from ingest.components import get_retriever, get_store
+from core import announcement, signals
+from core.components import get_retriever, get_store
 from rag.store import StoreLocked
 
 
@@ -31,27 +31,18 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         # From the claim on, search, ask and ingest run meanwhile find the app here and go
         # through it (waiting while it starts) instead of failing on the held store.
-        with serving.announce(host=host, port=port) as listening:
+        with announcement.announce(host=host, port=port) as listening:
             self._serve(host, port, no_worker=no_worker, listening=listening)
 
     def _serve(
         self, host: str, port: int, *, no_worker: bool, listening: Callable[[], None]
     ) -> None:
-        from ingest.embedded import EmbeddedWorker
-
         get_retriever().warm_up()  # the embedding model loads now, not on the first question
-        if settings.LOCAL_LLM_WARM_UP:
-            threading.Thread(target=_warm_default_model, name="warm-model", daemon=True).start()
-        worker = None
-        if settings.EMBEDDED_WORKER and not no_worker:
-            worker = EmbeddedWorker()
-            worker.start()
-            redacted = audit_apply_retention()  # what beat does daily in production
-            if redacted:
-                self.stderr.write(f"retention: redacted {redacted} old audit record(s)")
-            resumed = services.documents_resume()
-            if resumed:
-                self.stderr.write(f"resumed {resumed} unfinished document(s)")
+        signals.warming_up.send(sender=type(self))  # the offline model, in the background
+        # the embedded worker, retention and resumed documents (ingest.startup)
+        signals.serving.send(
+            sender=type(self), host=host, port=port, worker=not no_worker, write=self.stderr.write
+        )
         self.stderr.write(f"serving on http://{host}:{port}/  (Ctrl+C to stop)")
         server = _Server(
             uvicorn.Config(
@@ -64,8 +55,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            if worker is not None:
-                worker.stop()
+            signals.serving_stopped.send(sender=type(self))
         if not server.started:
             raise CommandError(f"could not serve on {host}:{port} (see the log above)")
 
@@ -81,17 +71,3 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.listening()
-
-
-def _warm_default_model() -> None:
-    """Load the offline model in the background (seconds from its cache, ~35 s the first time)
-    so the first question does not wait for it; an API model needs nothing."""
-    from assistant import llms
-
-    try:
-        model = llms.model_get()
-        warm_up = getattr(model.llm, "warm_up", None)
-        if warm_up is not None:
-            warm_up()
-    except Exception:  # the first question will report it with a clear message
-        logging.getLogger(__name__).exception("could not load the default model")
