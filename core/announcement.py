@@ -1,8 +1,8 @@
 """The app serving a DATA_DIR announces itself there, so that commands find it.
 
 `manage.py serve` claims the embedded store, then announces itself in ``DATA_DIR/run/serve.json``
-(``{"pid", "url", "listening"}``, readable by its owner only; ``listening`` turns true once its
-port is open) and removes the file when it stops. Commands read it with `announced`;
+(``{"pid", "url", "listening", "worker"}``, readable by its owner only; ``listening`` turns
+true once its port is open; ``worker`` is false under ``serve --no-worker``) and removes the file when it stops. Commands read it with `announced`;
 ``ingest.serving`` does their work through the announced app when it holds the store.
 """
 
@@ -23,6 +23,7 @@ class RunningApp:
     pid: int
     url: str
     listening: bool = False  # False: still starting (loading the model), worth waiting for
+    worker: bool = True  # False: started with --no-worker, so nothing here processes uploads
 
 
 def run_dir() -> Path:
@@ -37,15 +38,16 @@ def announcement_path() -> Path:
 
 
 @contextmanager
-def announce(*, host: str, port: int) -> Iterator[Callable[[], None]]:
+def announce(*, host: str, port: int, worker: bool = True) -> Iterator[Callable[[], None]]:
     """Announce this process as the app serving DATA_DIR (starting) for as long as the block
     runs; call the function it gives once the port is open."""
-    app = RunningApp(pid=os.getpid(), url=f"http://{_loopback(host)}:{port}")
+    app = RunningApp(pid=os.getpid(), url=f"http://{_loopback(host)}:{port}", worker=worker)
     path = announcement_path()
-    write_private(path, {"pid": app.pid, "url": app.url, "listening": False})
+    fields = {"pid": app.pid, "url": app.url, "worker": app.worker}
+    write_private(path, {**fields, "listening": False})
 
     def listening() -> None:
-        write_private(path, {"pid": app.pid, "url": app.url, "listening": True})
+        write_private(path, {**fields, "listening": True})
 
     try:
         yield listening
@@ -72,7 +74,10 @@ def announced() -> RunningApp | None:
     data = read_json(announcement_path())
     try:
         app = RunningApp(
-            pid=int(data["pid"]), url=str(data["url"]), listening=data.get("listening") is True
+            pid=int(data["pid"]),
+            url=str(data["url"]),
+            listening=data.get("listening") is True,
+            worker=data.get("worker") is not False,
         )
     except (TypeError, KeyError, ValueError):
         return None

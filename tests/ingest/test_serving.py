@@ -19,6 +19,7 @@ from assistant.models import Conversation
 from audit.models import AuditRecord
 from core import announcement
 from ingest import serving
+from ingest.models import Document
 from ingest.services import collection_access_set
 from tests.docs import make_pdf
 from tests.fakes.deepseek import FakeDeepSeek, Scripted
@@ -135,6 +136,24 @@ def test_an_announcement_left_by_a_dead_process_is_ignored(settings, tmp_path):
 
 
 @pytest.mark.django_db
+def test_ingest_sync_refuses_an_app_serving_without_its_worker_and_sends_nothing(
+    settings, tmp_path, monkeypatch
+):
+    settings.DATA_DIR = tmp_path
+    with announcement.announce(host="127.0.0.1", port=1, worker=False):
+        app = announcement.announced()
+    assert app.worker is False
+    monkeypatch.setattr(serving, "locate", lambda **kwargs: app)  # as when the app holds the store
+    memo = tmp_path / "memo.txt"
+    memo.write_text("Quarterly figures are published each April.")
+
+    with pytest.raises(CommandError, match=r"runs without its worker .*nothing was sent") as error:
+        call_command("ingest", str(memo), "--sync", stdout=io.StringIO(), stderr=io.StringIO())
+    assert error.value.returncode == 1
+    assert not Document.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_operator_token_is_issued_once_audited_and_replaced_when_revoked(settings, tmp_path):
     settings.DATA_DIR = tmp_path
     app = announcement.RunningApp(pid=os.getpid(), url="http://127.0.0.1:1")
@@ -193,7 +212,12 @@ def test_search_ask_and_ingest_work_the_same_while_the_app_serves(tmp_path):
         server = Server(env)
         try:
             announced = json.loads((data_dir / "run" / "serve.json").read_text())
-            assert announced == {"pid": server.process.pid, "url": server.url, "listening": True}
+            assert announced == {
+                "pid": server.process.pid,
+                "url": server.url,
+                "listening": True,
+                "worker": True,
+            }
 
             # ingest --sync: uploaded through the API, processed by the app's worker, waited for
             ingested = manage(env, "ingest", str(memo), str(safety), str(big), "--sync", "--json")

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         # From the claim on, search, ask and ingest run meanwhile find the app here and go
         # through it (waiting while it starts) instead of failing on the held store.
-        with announcement.announce(host=host, port=port) as listening:
+        with announcement.announce(host=host, port=port, worker=not no_worker) as listening:
             self._serve(host, port, no_worker=no_worker, listening=listening)
 
     def _serve(

@@ -110,6 +110,13 @@ class Command(BaseCommand):
         self, app, files: list[Path], slug: str | None, reindex: bool, outdated: bool, *, sync
     ) -> Iterator[dict]:
         """Upload (or re-index) through the running app, then with --sync wait for its worker."""
+        if sync and not app.worker:
+            # nothing would process them while we wait: say so before anything is sent
+            raise serving.AppError(
+                "the app serving this DATA_DIR runs without its worker (serve --no-worker), so "
+                "--sync would wait forever; nothing was sent. Leave out --sync to queue the "
+                "files for a worker, or restart the app with its worker"
+            )
         client = serving.AppClient(app, user=operator_user_get(), notify=self.stderr.write)
         if reindex:
             chosen = selectors.documents_reindexable(
