@@ -53,7 +53,7 @@ def get_chunker() -> Chunker:
 
 @cache
 def get_lexical_encoder() -> BM25Encoder:
-    return BM25Encoder()
+    return BM25Encoder(language=settings.BM25_LANGUAGE)
 
 
 def get_retriever() -> Retriever:

@@ -25,7 +25,8 @@ from .types import Chunk, ChunkKind, Page, ParsedDocument
 # Recorded on every document at ingestion; bumped whenever parsing or chunking changes what a
 # document's passages are, so documents indexed by an older version can be found and re-indexed.
 # 2: page furniture removed, hyphenation joined, navigation pages, PDF section paths.
-CHUNKER_VERSION = "2"
+# 3: BM25 terms stemmed (rag.lexical): the stored sparse vectors differ.
+CHUNKER_VERSION = "3"
 
 CHUNK_NAMESPACE = uuid.UUID("6f1c0c4e-8a5e-4d59-9a53-0b6a3c1f8d21")
 

@@ -189,6 +189,19 @@ RAG_RETRIEVER = {
     "lexical_weight": env.float("RETRIEVAL_LEXICAL_WEIGHT", default=1.0),
     "dedup_threshold": env.float("RETRIEVAL_DEDUP_THRESHOLD", default=0.9) or None,
 }
+# The Snowball stemmer of the BM25 terms (rag.lexical), "none" for words as they are. The terms
+# are stored with every passage: after a change, re-index (manage.py ingest --reindex).
+BM25_LANGUAGE = env.str("BM25_LANGUAGE", default="english").strip().lower()
+if BM25_LANGUAGE == "none":
+    BM25_LANGUAGE = None
+else:
+    import Stemmer
+
+    if BM25_LANGUAGE not in Stemmer.algorithms():
+        raise ImproperlyConfigured(
+            f"BM25_LANGUAGE={BM25_LANGUAGE!r} has no Snowball stemmer: use none or one of "
+            + ", ".join(Stemmer.algorithms())
+        )
 
 # --- language models and answering -------------------------------------------------------------
 DEEPSEEK_API_KEY = env.str("DEEPSEEK_API_KEY", default="")

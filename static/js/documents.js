@@ -81,8 +81,8 @@
     const outdated = documents.filter((d) => d.outdated).length;
     outdatedBox.hidden = outdated === 0;
     outdatedText.textContent = outdated === 1
-      ? "1 document was indexed by an older version of the parser (without the page cleaning and section paths of this one)."
-      : outdated + " documents were indexed by an older version of the parser (without the page cleaning and section paths of this one).";
+      ? "1 document was indexed by an older version of the pipeline: re-index it so search finds it as well as the newer ones."
+      : outdated + " documents were indexed by an older version of the pipeline: re-index them so search finds them as well as the newer ones.";
   }
 
   function say(message, isError) {

@@ -228,3 +228,26 @@ def test_each_provider_has_its_own_timeout(tmp_path):
         "('local',",
         "None)",
     ]
+
+
+@pytest.mark.parametrize(
+    "value, language", [("english", "english"), ("German", "german"), ("none", None)]
+)
+def test_bm25_language_reaches_the_lexical_encoder(tmp_path, value, language):
+    code = SETUP + (
+        "from core.components import get_lexical_encoder\n"
+        "print(repr(get_lexical_encoder().language))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "BM25_LANGUAGE": value}
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(language)
+
+
+def test_an_unknown_bm25_language_is_refused_at_start_with_the_choices(tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "BM25_LANGUAGE": "xx"}
+    result = run_python(SETUP, env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "BM25_LANGUAGE='xx' has no Snowball stemmer" in result.stderr
+    assert "english" in result.stderr

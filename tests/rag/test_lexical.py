@@ -10,14 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from rag.lexical import STOPWORDS, BM25Encoder, term_id, tokenize
+from rag.lexical import STOPWORDS, BM25Encoder, term_id, terms, tokenize
 from rag.types import SparseVector
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def weight_of(vector: SparseVector, token: str) -> float:
-    return dict(zip(vector.indices, vector.values, strict=True))[term_id(token)]
+    (term,) = terms(token)
+    return dict(zip(vector.indices, vector.values, strict=True))[term_id(term)]
+
+
+def ids(*words: str) -> set[int]:
+    return {term_id(t) for t in terms(" ".join(words))}
 
 
 class TestTokenize:
@@ -82,7 +87,7 @@ class TestEncodeDocument:
         )
         assert list(vector.indices) == sorted(set(vector.indices))
         assert len(vector.indices) == len(vector.values) == 4
-        assert set(vector.indices) == {term_id(t) for t in ("alpha", "beta", "gamma", "delta")}
+        assert set(vector.indices) == ids("alpha", "beta", "gamma", "delta")
         assert all(isinstance(v, float) and v > 0 for v in vector.values)
 
     def test_term_frequency_saturates(self):
@@ -114,7 +119,7 @@ class TestEncodeQuery:
     def test_weights_are_one_and_duplicates_collapse(self):
         vector = BM25Encoder().encode_query("Budget budget BUDGET report for the library")
         assert set(vector.values) == {1.0}
-        assert list(vector.indices) == sorted({term_id(t) for t in ("budget", "report", "library")})
+        assert list(vector.indices) == sorted(ids("budget", "report", "library"))
 
     def test_stop_word_query_is_empty(self):
         assert BM25Encoder().encode_query("what is the") == SparseVector((), ())
@@ -139,3 +144,33 @@ class TestParameters:
     @pytest.mark.parametrize("kwargs", [{"b": 0}, {"b": 1}, {"k1": 0.01}, {"avg_doc_len": 1}])
     def test_accepts_boundary_parameters(self, kwargs):
         BM25Encoder(**kwargs).encode_document("works fine")
+
+
+class TestStemming:
+    def test_forms_of_a_word_share_one_term(self):
+        assert len(set(terms("configure configured configuring configuration"))) == 1
+        assert terms("Libraries library") == ["librari", "librari"]
+
+    def test_a_question_finds_a_passage_worded_in_another_form(self):
+        encoder = BM25Encoder()
+        passage = encoder.encode_document("Configuring the proxy: the proxy settings are stored.")
+        query = encoder.encode_query("How is a proxy configured, and where is its setting?")
+        shared = set(query.indices) & set(passage.indices)
+        assert shared == ids("proxy", "configure", "setting")
+
+    def test_without_a_language_words_are_kept_as_they_are(self):
+        vector = BM25Encoder(language=None).encode_query("configuring libraries")
+        assert set(vector.indices) == {term_id("configuring"), term_id("libraries")}
+
+    def test_an_unknown_language_is_refused_with_the_choices(self):
+        with pytest.raises(ValueError, match="no Snowball stemmer for 'klingon'.*english"):
+            BM25Encoder(language="klingon")
+
+    def test_stems_are_the_same_from_many_threads(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        words = [f"{w}{s}" for w in ("connect", "report", "index") for s in ("", "ed", "ing", "s")]
+        expected = terms(" ".join(words))
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: terms(" ".join(words)), range(200)))
+        assert all(r == expected for r in results)
