@@ -83,81 +83,136 @@ def _fusion_weights(count: int, weights: Sequence[float] | None) -> Sequence[flo
     return weights
 
 
-def minmax_normalize(scores: Sequence[float]) -> list[float]:
-    """Scores mapped linearly onto [0, 1]: the list's best is 1 and its worst 0. A list whose
-    scores are all equal (one hit, or a tie throughout) is all 1: each is the best it has."""
+Scale = Callable[[float], float]
+
+
+def minmax_scale(scores: Sequence[float]) -> Scale:
+    """The linear map that sends the list's best score to 1 and its worst to 0. For a list whose
+    scores are all equal (one hit, or a tie throughout) each is the best it has: 1; a score below
+    them (one the list does not hold) is 0."""
     if not scores:
-        return []
+        return lambda s: 0.0
     low, high = min(scores), max(scores)
     if high - low <= 0:
-        return [1.0] * len(scores)
-    return [(s - low) / (high - low) for s in scores]
+        return lambda s: 1.0 if s >= low else 0.0
+    return lambda s: (s - low) / (high - low)
 
 
-def dbsf_normalize(scores: Sequence[float]) -> list[float]:
+def minmax_normalize(scores: Sequence[float]) -> list[float]:
+    """Scores mapped linearly onto [0, 1] by :func:`minmax_scale`."""
+    scale = minmax_scale(scores)
+    return [scale(s) for s in scores]
+
+
+def dbsf_scale(scores: Sequence[float]) -> Scale:
     """Distribution-based normalisation: ``mean - 3 sd`` maps to 0 and ``mean + 3 sd`` to 1
     (sample standard deviation; not clipped), as Qdrant's DBSF does. One hit, or equal scores
-    throughout, map to 0.5: a list that does not discriminate says "average"."""
+    throughout, map to 0.5: a list that does not discriminate says "average" (and a score below
+    them, one the list does not hold, says 0)."""
     n = len(scores)
+    if n == 0:
+        return lambda s: 0.0
+    low = min(scores)
     if n < 2:
-        return [0.5] * n
+        return lambda s: 0.5 if s >= low else 0.0
     mean = math.fsum(scores) / n
     sd = math.sqrt(math.fsum((s - mean) ** 2 for s in scores) / (n - 1))
     if sd <= 0:
-        return [0.5] * n
-    return [(s - mean + 3 * sd) / (6 * sd) for s in scores]
+        return lambda s: 0.5 if s >= low else 0.0
+    return lambda s: (s - mean + 3 * sd) / (6 * sd)
+
+
+def dbsf_normalize(scores: Sequence[float]) -> list[float]:
+    """Scores normalised by :func:`dbsf_scale` (their own mean and spread)."""
+    scale = dbsf_scale(scores)
+    return [scale(s) for s in scores]
 
 
 def _score_fusion(
     lists: Sequence[Sequence[tuple[Key, float]]],
     weights: Sequence[float] | None,
-    normalize: Callable[[Sequence[float]], list[float]],
+    scale_of: Callable[[Sequence[float]], Scale],
+    floors: Sequence[float | None] | None,
 ) -> list[tuple[Key, float]]:
     weights = _fusion_weights(len(lists), weights)
+    if floors is None:
+        floors = [None] * len(lists)
+    elif len(floors) != len(lists):
+        raise ValueError(f"got {len(floors)} floors for {len(lists)} lists")
     scores: dict[Key, float] = {}
     best_rank: dict[Key, int] = {}
-    for ranked, weight in zip(lists, weights, strict=True):
+    absent: list[tuple[dict[Key, float], float]] = []  # (a list's ids, what an absent id gets)
+    for ranked, weight, floor in zip(lists, weights, floors, strict=True):
         seen: dict[Key, float] = {}
         for key, score in ranked:  # an id repeated within one list counts at its first place
             if not math.isfinite(score):
                 raise ValueError(f"score of {key!r} is not a finite number")
             seen.setdefault(key, score)
-        for rank, (key, norm) in enumerate(
-            zip(seen, normalize(list(seen.values())), strict=True), start=1
-        ):
-            scores[key] = scores.get(key, 0.0) + weight * norm
+        scale = scale_of(list(seen.values()))
+        for rank, (key, score) in enumerate(seen.items(), start=1):
+            scores[key] = scores.get(key, 0.0) + weight * scale(score)
             best_rank[key] = min(best_rank.get(key, rank), rank)
+        if floor is not None:
+            if not math.isfinite(floor):
+                raise ValueError("a floor must be a finite number")
+            absent.append((seen, weight * scale(floor)))
+    for seen, credit in absent:  # ids another list found: scored here as the floor would be
+        for key in scores:
+            if key not in seen:
+                scores[key] += credit
     first_seen = {key: n for n, key in enumerate(scores)}
     order = sorted(scores, key=lambda key: (-scores[key], best_rank[key], first_seen[key]))
     return [(key, scores[key]) for key in order]
 
 
 def dbsf_fusion(
-    lists: Sequence[Sequence[tuple[Key, float]]], *, weights: Sequence[float] | None = None
+    lists: Sequence[Sequence[tuple[Key, float]]],
+    *,
+    weights: Sequence[float] | None = None,
+    floors: Sequence[float | None] | None = None,
 ) -> list[tuple[Key, float]]:
     """Distribution-based score fusion: each list's scores normalised by
-    :func:`dbsf_normalize` (its own mean and spread), then ``score(d) = sum_i weights[i] *
-    norm_i(d)``; a list that does not contain ``d`` adds nothing.
+    :func:`dbsf_scale` (its own mean and spread), then ``score(d) = sum_i weights[i] *
+    norm_i(d)``.
 
     ``lists`` hold ``(id, score)`` pairs best first. Unlike RRF, how far apart two scores are
     counts, not only their order: a list with one clear winner lifts it further than a list of
-    near ties. Ties are broken as :func:`reciprocal_rank_fusion` breaks them.
+    near ties. An id a list does not hold gets, from that list, its ``floors[i]`` normalised the
+    same way where its score there is known (BM25: 0 when the list holds every match), or
+    nothing where the floor is None. Ties are broken as :func:`reciprocal_rank_fusion` breaks
+    them.
     """
-    return _score_fusion(lists, weights, dbsf_normalize)
+    return _score_fusion(lists, weights, dbsf_scale, floors)
 
 
 def convex_fusion(
-    lists: Sequence[Sequence[tuple[Key, float]]], *, weights: Sequence[float] | None = None
+    lists: Sequence[Sequence[tuple[Key, float]]],
+    *,
+    weights: Sequence[float] | None = None,
+    floors: Sequence[float | None] | None = None,
 ) -> list[tuple[Key, float]]:
-    """Convex combination of min-max normalised scores (:func:`minmax_normalize`):
-    ``score(d) = sum_i weights[i] * norm_i(d) / sum(weights)``; a list that does not contain
-    ``d`` adds nothing (as its worst would). With two lists and weights ``(a, 1 - a)`` this is
-    the usual ``a * dense + (1 - a) * lexical``. Ties as in :func:`reciprocal_rank_fusion`."""
+    """Convex combination of min-max normalised scores (:func:`minmax_scale`):
+    ``score(d) = sum_i weights[i] * norm_i(d) / sum(weights)``; an id a list does not hold is
+    scored as its floor (see :func:`dbsf_fusion`), or adds nothing. With two lists and weights
+    ``(a, 1 - a)`` this is the usual ``a * dense + (1 - a) * lexical``. Ties as in
+    :func:`reciprocal_rank_fusion`."""
     weights = _fusion_weights(len(lists), weights)
     total = math.fsum(weights)
     if lists and total <= 0:
         raise ValueError("fusion weights must not all be 0")
-    return [(key, score / total) for key, score in _score_fusion(lists, weights, minmax_normalize)]
+    fused = _score_fusion(lists, weights, minmax_scale, floors)
+    return [(key, score / total) for key, score in fused]
+
+
+def _floors(
+    dense: Sequence[ScoredChunk], lexical: Sequence[ScoredChunk], *, pool: int
+) -> tuple[float | None, float | None]:
+    """Where a passage missing from one half has a known score there: BM25 0 when the pool was
+    not filled (every passage sharing a term was returned, so a missing one shares none).
+    Otherwise (a filled pool; any dense list) its score is only bounded, and it gets nothing."""
+    if lexical and len(lexical) < pool:
+        return None, 0.0
+    return None, None
 
 
 _SCORE_FUSIONS = {"dbsf": dbsf_fusion, "convex": convex_fusion}
@@ -371,7 +426,7 @@ class Retriever:
         elif mode == "lexical":
             ranked = lexical
         else:
-            ranked = self._fuse(dense, lexical)
+            ranked = self._fuse(dense, lexical, pool=pool)
         if self.min_dense_score is not None and mode != "lexical":
             ranked = [
                 hit
@@ -409,7 +464,9 @@ class Retriever:
             for rank, hit in enumerate(hits, start=1)
         ]
 
-    def _fuse(self, dense: list[ScoredChunk], lexical: list[ScoredChunk]) -> list[ScoredChunk]:
+    def _fuse(
+        self, dense: list[ScoredChunk], lexical: list[ScoredChunk], *, pool: int
+    ) -> list[ScoredChunk]:
         weights = (self.dense_weight, self.lexical_weight)
         if self.fusion == "rrf":
             fused = reciprocal_rank_fusion(
@@ -424,6 +481,7 @@ class Retriever:
                     [(hit.chunk_id, hit.score) for hit in lexical],
                 ],
                 weights=weights,
+                floors=_floors(dense, lexical, pool=pool),
             )
         by_id_dense = {hit.chunk_id: hit for hit in dense}
         by_id_lexical = {hit.chunk_id: hit for hit in lexical}

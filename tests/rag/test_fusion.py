@@ -4,11 +4,13 @@ beats dense (real packaged MiniLM, real BM25 encoder, real embedded stores), the
 keeps up with the better of its two inputs on each.
 
 The defaults were chosen on large development sets (bench/fusion.py); these corpora only guard
-them. On the dense-friendly one no fusion of the grid matches dense alone exactly: two questions
-share no word with their answer (BM25 does not stem: "password" is not "passwords") while a
-wrong passage shares one, and any fusion that lets BM25 lift a rare code (the other corpus)
-also lets it lift those. The default stays within one question's worth of dense there; the
-previous HaluEval-tuned RRF fell almost two questions' worth below it."""
+them. On the dense-friendly one no fusion of the grid matches dense alone exactly: questions
+worded apart from their answer share stems like "car", "work" and "day" with wrong passages
+(the answer to "where are staff allowed to leave their cars?" shares none), and any fusion that
+lets BM25 lift a rare code (the other corpus) also lets it lift those. The default stays within
+one question's worth of dense there; the previous HaluEval-tuned RRF fell almost two questions'
+worth below it. A passage BM25 did not return although its pool was not filled shares no term
+with the question: fusion scores it as BM25's 0, not as nothing (rag.retrieval._floors)."""
 
 from __future__ import annotations
 
@@ -25,13 +27,14 @@ from rag.retrieval import (
     FUSIONS,
     Retriever,
     SearchMode,
+    _floors,
     convex_fusion,
     dbsf_fusion,
     dbsf_normalize,
     minmax_normalize,
 )
 from rag.store import EdgeStore, QdrantStore, VectorStore
-from rag.types import Chunk, IndexedChunk
+from rag.types import Chunk, IndexedChunk, ScoredChunk
 
 # ---------------------------------------------------------------------------------------------
 # Normalisation
@@ -83,6 +86,30 @@ class TestDbsfFusion:
         b_lex, d_lex = (5 + 3 * sd) / (6 * sd), (-5 + 3 * sd) / (6 * sd)  # 0.6179, 0.3821
         assert [key for key, _ in fused] == ["b", "a", "d", "c"]
         assert dict(fused) == pytest.approx({"a": 4 / 6, "b": 0.5 + b_lex, "c": 2 / 6, "d": d_lex})
+
+    def test_a_floor_scores_what_a_list_does_not_hold_as_that_score(self):
+        # lexical: mean 5, sd sqrt(50); a and c are not in it, and a floor of 0 says their BM25
+        # is 0: normalised like the others, (0 - 5 + 3 sd) / 6 sd, the same as d's
+        sd = math.sqrt(50)
+        b_lex, zero_lex = (5 + 3 * sd) / (6 * sd), (-5 + 3 * sd) / (6 * sd)
+        fused = dict(dbsf_fusion([DENSE, LEXICAL], floors=[None, 0.0]))
+        assert fused == pytest.approx(
+            {"a": 4 / 6 + zero_lex, "b": 0.5 + b_lex, "c": 2 / 6 + zero_lex, "d": zero_lex}
+        )
+        assert dict(dbsf_fusion([DENSE, LEXICAL], floors=[None, None])) == dict(
+            dbsf_fusion([DENSE, LEXICAL])
+        )
+
+    def test_floors_are_one_per_list_and_finite(self):
+        with pytest.raises(ValueError, match="got 1 floors for 2 lists"):
+            dbsf_fusion([DENSE, LEXICAL], floors=[0.0])
+        with pytest.raises(ValueError, match="finite"):
+            dbsf_fusion([DENSE, LEXICAL], floors=[None, math.nan])
+
+    def test_a_single_hit_list_puts_its_floor_below_the_hit(self):
+        fused = dict(dbsf_fusion([[("a", 0.9), ("b", 0.1)], [("b", 4.0)]], floors=[None, 0.0]))
+        assert fused["b"] == pytest.approx(dbsf_normalize([0.9, 0.1])[1] + 0.5)
+        assert fused["a"] == pytest.approx(dbsf_normalize([0.9, 0.1])[0] + 0.0)
 
     def test_weights(self):
         fused = dict(dbsf_fusion([DENSE, LEXICAL], weights=[2.0, 0.0]))
@@ -140,6 +167,27 @@ class TestConvexFusion:
     def test_rejects_all_zero_weights(self):
         with pytest.raises(ValueError, match="not all be 0"):
             convex_fusion([DENSE, LEXICAL], weights=[0.0, 0.0])
+
+
+class TestFloors:
+    """What the retriever knows of a passage one half did not return."""
+
+    @staticmethod
+    def hits(n: int) -> list[ScoredChunk]:
+        return [
+            ScoredChunk(
+                chunk_id=f"c{i}", document_id="d", collection="office", page=None,
+                start=0, end=1, text="x", score=float(n - i),
+            )
+            for i in range(n)
+        ]  # fmt: skip
+
+    def test_bm25_is_0_for_a_passage_missing_from_a_pool_it_did_not_fill(self):
+        assert _floors(self.hits(5), self.hits(3), pool=10) == (None, 0.0)
+
+    def test_nothing_is_known_of_a_passage_missing_from_a_filled_pool(self):
+        assert _floors(self.hits(5), self.hits(10), pool=10) == (None, None)
+        assert _floors(self.hits(5), [], pool=10) == (None, None)  # no term to match at all
 
 
 class TestRetrieverSetting:
@@ -398,7 +446,7 @@ class TestDefaultFusionKeepsUpWithBothInputs:
         # reworded, wordy questions: many words shared with wrong passages, few with the answer
         scores = inputs_and_fused(embedder, stores["handbook"], HANDBOOK_QUESTIONS)
         dense, lexical, fused = scores["dense"], scores["lexical"], scores["hybrid"]
-        assert dense["ndcg@10"] > lexical["ndcg@10"] + 0.2  # the corpus is what it claims
+        assert dense["ndcg@10"] > lexical["ndcg@10"] + 0.1  # the corpus is what it claims
         assert fused["recall@10"] >= max(dense["recall@10"], lexical["recall@10"]), scores
         assert fused["ndcg@10"] > lexical["ndcg@10"], scores
         # within one question's worth of dense alone (see the module docstring)
