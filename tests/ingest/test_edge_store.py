@@ -80,3 +80,44 @@ def test_the_worker_builds_the_index_after_a_document(collection, monkeypatch):
     assert built == [document.chunk_count]  # once, with the document's points written
     (hit, *_) = get_retriever().search("deadline for taxi receipts")
     assert hit.document_id == str(document.pk)
+
+
+CRASH_AFTER_WRITING = """
+import os, sys
+from rag.chunking import chunk_id_for
+from rag.store import EdgeStore
+from rag.types import Chunk, IndexedChunk, SparseVector
+
+store = EdgeStore(path=sys.argv[1], dimension=4)
+store.upsert([
+    IndexedChunk(
+        chunk=Chunk(id=chunk_id_for("sha", i), doc_id="d", index=i, page=1, start=0, end=1,
+                    text="x", content_hash="h"),
+        dense=(1.0, 0.0, 0.0, float(i)), sparse=SparseVector((1,), (1.0,)),
+        payload={"collection": "c", "document_name": "d.txt"},
+    )
+    for i in range(50)
+])
+store.optimize()  # below the indexing threshold and within FLUSH_INTERVAL: no flush
+os._exit(0)  # the worker dies: no close, no flush
+"""
+
+
+def test_points_written_but_not_flushed_survive_a_crash(tmp_path):
+    """optimize() flushes segments only now and then: the engine's write-ahead log holds every
+    acknowledged write and is replayed at the next load."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "edge"
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_WRITING, str(folder)], cwd=root, check=True, timeout=120
+    )
+    store = EdgeStore(path=str(folder), dimension=4)
+    try:
+        assert store.count() == 50
+        assert store.count(document_id="d") == 50
+    finally:
+        store.close()
