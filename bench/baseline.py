@@ -7,7 +7,7 @@ all, each written as its own ``passage-NNNNN.txt`` into one folder that both pip
 from disk.
 
 - ours: the real app on the embedded default (``config.settings.local`` in a throwaway
-  ``DATA_DIR``: SQLite, Qdrant local mode), driven as bench/ingest.py drives it:
+  ``DATA_DIR``: SQLite, the embedded Qdrant engine), driven as bench/ingest.py drives it:
   ``ingest.services.document_upload`` then ``document_ingest`` for every file, one after the
   other; searched with the app's ``Retriever`` (hybrid, the app's settings, collection filter on).
 - llamaindex: stock defaults, untuned: ``SimpleDirectoryReader(folder).load_data()`` then

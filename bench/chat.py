@@ -1,10 +1,11 @@
 """Chat benchmark: the app's own overhead around the model, at 1 and at 20 concurrent users.
 
-Starts the app as `make run` does (ASGI, embedded default: SQLite, Qdrant local mode, the folder
-broker) in a temporary DATA_DIR, with DEEPSEEK_BASE_URL pointing at the fake DeepSeek server,
-which answers instantly. Every question goes through the real path: POST /api/v1/ask with
-"stream": true -> condense -> hybrid retrieval -> prompt -> the model over HTTP (real openai
-client) -> citation verification with the embedder -> the record in the database -> SSE.
+Starts the app as `make run` does (ASGI, embedded default: SQLite, the embedded Qdrant engine,
+the folder broker) in a temporary DATA_DIR, with DEEPSEEK_BASE_URL pointing at the fake
+DeepSeek server, which answers instantly. Every question goes through the real path: POST
+/api/v1/ask with "stream": true -> condense -> hybrid retrieval -> prompt -> the model over HTTP
+(real openai client) -> citation verification with the embedder -> the record in the database
+-> SSE.
 Since the model costs ~0 here, the times measured are the app's overhead. The fake model answers
 like a grounded one (the first sentence of source [1], cited), so verification does real work.
 

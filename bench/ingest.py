@@ -118,7 +118,8 @@ def render_pdf(text: str) -> bytes:
 
 
 def set_up_environment(data_dir: Path) -> None:
-    """A throwaway embedded default: SQLite and Qdrant local mode under ``data_dir``, offline."""
+    """A throwaway embedded default: SQLite and the embedded Qdrant engine under ``data_dir``,
+    offline."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The project's `ingest` app, not this script's folder (which holds an `ingest.py`).
