@@ -5,7 +5,6 @@ POST /api/v1/search."""
 from __future__ import annotations
 
 import json
-import time
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -13,7 +12,6 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import roles
-from core.components import get_retriever
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import selectors, services
@@ -143,16 +141,8 @@ def search(request: HttpRequest) -> JsonResponse:
     ):
         return _error(400, '"collections" must be a list of collection slugs')
     wanted = selectors.searchable_collections(request.user, collections)
-    started = time.perf_counter()
     try:
-        hits = get_retriever().search(query, k=k, collections=wanted)
+        found = selectors.passages_search(query=query, k=k, collections=wanted)
     except (StoreUnavailable, StoreLocked) as exc:
         return _error(503, f"search is unavailable: {exc}")
-    latency_ms = round((time.perf_counter() - started) * 1000, 1)
-    return JsonResponse(
-        {
-            "results": [selectors.search_result_json(n, hit) for n, hit in enumerate(hits, 1)],
-            "latency_ms": latency_ms,
-        },
-        json_dumps_params={"ensure_ascii": False},
-    )
+    return JsonResponse(found, json_dumps_params={"ensure_ascii": False})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from django.db.models import QuerySet
 
 from accounts import roles
+from core.components import get_retriever
 from rag.chunking import CHUNKER_VERSION
 
 from .models import Collection, Document
@@ -118,6 +121,18 @@ def document_json(document: Document) -> dict:
         and document.chunker_version != CHUNKER_VERSION,
         "created_at": document.created_at.isoformat(),
         "updated_at": document.updated_at.isoformat(),
+    }
+
+
+def passages_search(*, query: str, k: int, collections: list[str] | None) -> dict:
+    """The passages found for ``query`` in ``collections`` (None: all), timed: the JSON of
+    `manage.py search --json` and `POST /api/v1/search`, {"results": [...], "latency_ms"}."""
+    started = time.perf_counter()
+    hits = get_retriever().search(query, k=k, collections=collections)
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return {
+        "results": [search_result_json(rank, hit) for rank, hit in enumerate(hits, 1)],
+        "latency_ms": latency_ms,
     }
 
 

@@ -656,7 +656,7 @@ def _sha256_of(file: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-NAME_MAX = 255  # Document.name's max_length
+NAME_MAX = Document._meta.get_field("name").max_length
 
 
 def clean_upload_name(name: str | None) -> str:

@@ -4,7 +4,8 @@ The embedded vector store can be opened by one process, and `manage.py serve` ho
 runs. So that `search`, `ask` and `ingest` work the same whether or not the app is serving:
 
 - `manage.py serve` claims the store, then announces itself in ``DATA_DIR/run/serve.json``
-  (``core.announcement``: ``{"pid", "url", "listening"}``, readable by its owner only) and
+  (``core.announcement``: ``{"pid", "url", "listening", "worker"}``, readable by its owner
+  only) and
   removes the file when it stops.
 - A command opens the store itself (`locate`). Only when that fails because the store is held
   (`StoreLocked`, whatever the store's implementation) and a live app is announced does it do its

@@ -26,7 +26,7 @@ import logging
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from config.middleware import API_PREFIX
 
@@ -83,8 +83,6 @@ def _body(path: str, message: str) -> tuple[bytes, bytes]:
 
 def too_large_response(request: HttpRequest, message: str) -> HttpResponse:
     logger.warning("upload refused (%s %s): %s", request.method, request.path, message)
-    if request.path_info.startswith(API_PREFIX):
-        return JsonResponse({"error": message}, status=STATUS)
     content_type, body = _body(request.path_info, message)
     return HttpResponse(body, status=STATUS, content_type=content_type.decode())
 

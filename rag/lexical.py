@@ -3,9 +3,10 @@
 The document side stores BM25's saturated term frequency; Qdrant's IDF modifier supplies the
 inverse document frequency at query time from the live collection, so adding documents never
 requires re-weighting the ones already indexed. A term is a lower-cased word, not a stop word
-(a longer list than :func:`tokenize`'s, :data:`BM25_STOPWORDS`), reduced to its stem by the Snowball stemmer (PyStemmer; English by default), so "configuring"
-finds "configuration" and "libraries" finds "library". Stemming raised BM25 and the fused
-ranking on every development set (docs/benchmarks/fusion.json). Term ids are CRC32 hashes of
+(a longer list than :func:`tokenize`'s, :data:`BM25_STOPWORDS`), reduced to its stem by the
+Snowball stemmer (PyStemmer; English by default), so "configuring" finds "configuration" and
+"libraries" finds "library". Stemming and the stop list raised BM25 and the fused ranking on
+the development sets (docs/benchmarks/fusion.json). Term ids are CRC32 hashes of
 the term: stable across processes and releases (Python's ``hash`` is salted per process).
 Changing how terms are made changes the stored vectors: bump rag.chunking.CHUNKER_VERSION.
 """

@@ -380,8 +380,8 @@ class QdrantStore:
 # Build HNSW per segment of this size rather than merging every new batch into one large
 # segment: the engine's automatic segment count follows the CPU count (2 here), so each crossing
 # of the indexing threshold rebuilt the whole graph (8 s at 10k points, 38 s at 30k, measured).
-FLUSH_INTERVAL = 30.0  # seconds: EdgeStore.optimize writes segments at most this often
 EDGE_SEGMENTS = 8
+FLUSH_INTERVAL = 30.0  # seconds: EdgeStore.optimize writes segments at most this often
 EDGE_CONFIG_FILE = "edge_config.json"
 
 

@@ -13,13 +13,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import operator_user_get
 from ingest import selectors, services, serving
 from ingest.models import Collection, Document
 from ingest.tasks import document_ingest_task
+from ingest.uploads import file_limit
 from rag.parsing import EXTENSIONS
 from rag.store import StoreLocked, StoreUnavailable
 
@@ -135,7 +135,7 @@ class Command(BaseCommand):
             yield client.wait(document["id"]) if sync else document
 
     def _send(self, client: serving.AppClient, path: Path, target: Collection) -> dict:
-        if path.stat().st_size > settings.MAX_UPLOAD_MB * 1024 * 1024:
+        if path.stat().st_size > file_limit():
             # The app refuses it at the door, storing nothing; here it is recorded as failed
             # with the reason, as without the app (its bytes are not read).
             with path.open("rb") as handle:

@@ -5,7 +5,6 @@ Searches the store here, or through the running app when it holds the embedded s
 
 import json
 import sys
-import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.services import operator_user_get
 from core.components import get_retriever
 from ingest import serving
-from ingest.selectors import search_result_json
+from ingest.selectors import passages_search
 from rag.store import StoreLocked, StoreUnavailable
 
 # query -> (results in the JSON shape, latency in ms)
@@ -59,14 +58,11 @@ class Command(BaseCommand):
                 return found["results"], found["latency_ms"]
 
             return remote
-        retriever = get_retriever()
-        retriever.warm_up()  # load the model before the clock starts: latency is per query
+        get_retriever().warm_up()  # load the model before the clock starts: latency is per query
 
         def local(query: str) -> tuple[list[dict], float]:
-            started = time.perf_counter()
-            hits = retriever.search(query, k=k, collections=collections)
-            latency_ms = round((time.perf_counter() - started) * 1000, 1)
-            return [search_result_json(rank, hit) for rank, hit in enumerate(hits, 1)], latency_ms
+            found = passages_search(query=query, k=k, collections=collections)
+            return found["results"], found["latency_ms"]
 
         return local
 
