@@ -27,10 +27,15 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -r requirements-bench.txt
 	rm -f $(VENV)/.bench-* && touch $@
 
+# `make run PORT=8080 HOST=0.0.0.0` serves elsewhere than 127.0.0.1:8000 (set on the command
+# line: a shell's own HOST variable is not taken). DEBUG stays off unless `make run DEBUG=1`
+# asks for debug pages (development only).
+PORT = 8000
+HOST = 127.0.0.1
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
-	$(PY) manage.py serve
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -37,6 +37,8 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         else []
     )
     models = llms.available_models()
+    overview = documents.collections_overview(user=request.user)
+    readable_with_documents = [c.slug for c in overview if c.ready]
     return render(
         request,
         "assistant/chat.html",
@@ -44,6 +46,13 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
             "conversation": conversation,
             "conversations": selectors.conversation_list(user=request.user),
             "messages": messages,
+            # the empty chat's first steps: what there is to ask about, and how to start
+            "overview": [c for c in overview if c.ready],
+            "examples": (
+                documents.example_questions(collections=readable_with_documents)
+                if not messages and readable_with_documents
+                else []
+            ),
             "collections": documents.collection_list(user=request.user),
             "models": [{"id": m.id, "label": m.label} for m in models.values()],
             "default_model": llms.default_model_id(),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from accounts import roles
-from core.components import get_retriever
+from core.components import get_retriever, get_store
 from rag.chunking import CHUNKER_VERSION
+from rag.store import StoreLocked, StoreUnavailable
 
 from .models import Collection, Document
 
@@ -149,3 +152,62 @@ def search_result_json(rank: int, hit) -> dict:
         "section": list(hit.heading_path),
         "kind": hit.kind,
     }
+
+
+@dataclass(frozen=True)
+class CollectionOverview:
+    """A collection as the empty chat presents it: what may be asked about, and how much."""
+
+    slug: str
+    name: str
+    ready: int
+
+
+def collections_overview(*, user) -> list[CollectionOverview]:
+    """The collections ``user`` may read with their count of ready documents: one query."""
+    rows = (
+        collection_list(user=user)
+        .annotate(ready=Count("documents", filter=Q(documents__status=Document.Status.READY)))
+        .order_by("name")
+        .values_list("slug", "name", "ready")
+    )
+    return [CollectionOverview(slug=slug, name=name, ready=ready) for slug, name, ready in rows]
+
+
+EXAMPLE_SAMPLE = 256  # passages looked at for example questions: the store's first page
+
+
+def example_questions(*, collections: list[str], limit: int = 3) -> list[str]:
+    """Up to ``limit`` questions a newcomer could ask, made from the section headings of indexed
+    passages in ``collections``. The headings live with the passages in the vector store, not in
+    the database, so this reads one page of it (bounded, whatever the corpus size); an
+    unavailable store just means no examples."""
+    wanted = set(collections)
+    questions: list[str] = []
+    seen: set[str] = set()
+    try:
+        first_page = next(get_store().export_points(batch=EXAMPLE_SAMPLE), [])
+    except (StoreUnavailable, StoreLocked):
+        return []
+    for point in first_page:
+        payload = point.payload
+        headings = [h for h in payload.get("heading_path") or () if h.strip()]
+        if payload.get("collection") not in wanted or payload.get("kind") == "navigation":
+            continue
+        topic = _topic(headings[-1]) if headings else ""
+        if len(topic) < 4 or topic.casefold() in seen:
+            continue
+        seen.add(topic.casefold())
+        document = payload.get("document_name") or "the documents"
+        questions.append(f"What does {document} say about {topic}?")
+        if len(questions) == limit:
+            break
+    return questions
+
+
+def _topic(heading: str) -> str:
+    """'3.1 Meal allowance' -> 'meal allowance' (an acronym such as 'VPN setup' keeps its case)."""
+    topic = re.sub(r"^\s*\d+(?:\.\d+)*[.)]?\s+", "", heading).strip().rstrip(":.")
+    if len(topic) > 1 and topic[0].isupper() and not topic[1].isupper():
+        topic = topic[0].lower() + topic[1:]
+    return topic[:80]

@@ -3,6 +3,10 @@
 // supporting span highlighted. Streamed answer text is a draft: muted, labelled as being checked,
 // its citation chips marked as each sentence's verdict arrives (`verdict` events); at `done` the
 // checked answer the server rendered replaces it entirely (it may be quotes, not the draft).
+// One question is in flight per conversation: while it streams, Enter does not send and the Ask
+// button is a Stop button (POST /api/v1/conversations/{id}/stop). The last answer can be
+// regenerated and the last question edited and asked again; every answer can be copied as plain
+// text with its numbered sources. Below 700 px the conversation list is a drawer.
 // Text from users, documents and models only ever goes through textContent; the one innerHTML is
 // the answer HTML the server rendered and sanitised (nh3).
 (function () {
@@ -23,8 +27,19 @@
     text: document.getElementById("source-text"),
     open: document.getElementById("source-open"),
   };
+  const drawer = {
+    root: document.getElementById("conversation-drawer"),
+    toggle: document.getElementById("drawer-toggle"),
+    close: document.getElementById("drawer-close"),
+    backdrop: document.getElementById("drawer-backdrop"),
+  };
+  const editBanner = document.getElementById("edit-banner");
   const byId = new Map(); // message id -> message JSON (for the source panel)
   let conversationId = JSON.parse(document.getElementById("conversation-id").textContent) || null;
+  // The answer being written, if any: what Stop needs, and the one-in-flight rule.
+  let inFlight = null; // { controller, stopping }
+  let editing = false; // the question box holds an edit of the last question
+  let panelOpener = null; // where focus returns when the source panel closes
 
   const STATUS_NOTES = {
     extractive: "Quoted word for word from the documents: not a verified model answer (the model's own answer could not be verified, so it is not shown).",
@@ -33,6 +48,7 @@
     withheld: "The model's answer was not supported by the passages, and none matched the question well enough to quote.",
     refused: "No model may see these documents under the data policy.",
     incomplete: "The answer stopped before it was finished: what arrived is shown, but it is incomplete.",
+    stopped: "You stopped this answer: what was written until then is shown.",
     error: "No answer could be produced.",
   };
 
@@ -48,11 +64,58 @@
     return node;
   }
 
+  // Icons drawn inline (24×24, stroked), so no emoji or icon font is needed.
+  const ICONS = {
+    copy: ["M9 9h10v10H9z", "M5 15V5h10"],
+    regenerate: ["M20 12a8 8 0 1 1-2.34-5.66", "M20 4v5h-5"],
+    edit: ["M4 20h4L19 9l-4-4L4 16z", "M13 7l4 4"],
+    up: ["M7 11v9H4v-9z", "M7 11l4-8c1.5 0 2.5 1 2.2 2.6L12.5 9H19a2 2 0 0 1 2 2.3l-1.2 6.9A2 2 0 0 1 17.8 20H7"],
+    check: ["M5 12l5 5L20 7"],
+  };
+
+  function icon(name, flip) {
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "18");
+    svg.setAttribute("height", "18");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const group = document.createElementNS(NS, "g");
+    group.setAttribute("fill", "none");
+    group.setAttribute("stroke", "currentColor");
+    group.setAttribute("stroke-width", "2");
+    group.setAttribute("stroke-linecap", "round");
+    group.setAttribute("stroke-linejoin", "round");
+    if (flip) group.setAttribute("transform", "rotate(180 12 12)");
+    for (const d of ICONS[name]) {
+      const path = document.createElementNS(NS, "path");
+      path.setAttribute("d", d);
+      group.append(path);
+    }
+    svg.append(group);
+    return svg;
+  }
+
+  function iconButton(name, label, className, flip) {
+    const button = el("button", "icon-button" + (className ? " " + className : ""));
+    button.type = "button";
+    button.setAttribute("aria-label", label);
+    button.title = label;
+    button.append(icon(name, flip));
+    return button;
+  }
+
   function scrollDown() { messagesEl.scrollTop = messagesEl.scrollHeight; }
 
   function userBubble(text) {
     const wrap = el("div", "msg user");
-    wrap.append(el("div", "bubble", text));
+    wrap.dataset.text = text;
+    const actions = el("div", "msg-actions");
+    const edit = iconButton("edit", "Edit and ask again", "edit-question");
+    edit.addEventListener("click", () => startEdit(wrap));
+    actions.append(edit);
+    wrap.append(el("div", "bubble", text), actions);
     return wrap;
   }
 
@@ -69,9 +132,10 @@
     const answer = el("div", "answer streaming");
     answer.setAttribute("aria-busy", "true");
     const meta = el("div", "msg-meta");
+    const actions = el("div", "msg-actions");
     bubble.append(reasoning, note, answer, meta);
-    wrap.append(bubble);
-    return { wrap, bubble, reasoning, summary, pre, note, answer, meta, draft: null };
+    wrap.append(bubble, actions);
+    return { wrap, bubble, reasoning, summary, pre, note, answer, meta, actions, draft: null };
   }
 
   function announce(text) {
@@ -198,7 +262,7 @@
     const badge = el("span", "badge", parts.join(" · "));
     if (message.route_reason) badge.title = "Route: " + message.route_reason;
     shell.meta.append(badge);
-    shell.meta.append(feedbackButtons(message));
+    shell.actions.replaceChildren(...answerActions(message));
     // A quote supports itself trivially: quotes are counted apart, never as "supported".
     const counts = new Map(VERDICT_ORDER.map((v) => [v, 0]));
     for (const c of message.citations || []) {
@@ -268,18 +332,60 @@
     return box;
   }
 
+  function answerActions(message) {
+    const copy = iconButton("copy", "Copy the answer with its sources", "copy-answer");
+    copy.addEventListener("click", () => copyAnswer(message, copy));
+    const regenerate = iconButton("regenerate", "Regenerate this answer", "regenerate");
+    regenerate.addEventListener("click", () => { if (!inFlight) runTurn({ regenerate: true }); });
+    return [copy, regenerate, el("span", "sep"), feedbackButtons(message)];
+  }
+
   function feedbackButtons(message) {
     const box = el("span", "feedback");
     const current = message.feedback ? message.feedback.rating : null;
-    for (const [rating, label, title] of [["up", "👍", "Helpful"], ["down", "👎", "Not helpful"]]) {
-      const button = el("button", "link thumb" + (current === rating ? " chosen" : ""), label);
-      button.type = "button";
-      button.title = title;
+    for (const [rating, label] of [["up", "Helpful"], ["down", "Not helpful"]]) {
+      const button = iconButton("up", label, "thumb thumb-" + rating, rating === "down");
       button.setAttribute("aria-pressed", current === rating ? "true" : "false");
       button.addEventListener("click", () => sendFeedback(message, rating, box));
       box.append(button);
     }
     return box;
+  }
+
+  // --- copy: the answer as plain text, its [n] markers kept, then the sources they number ------
+  function answerText(message) {
+    const lines = [message.content.trim()];
+    const cited = new Set((message.citations || []).map((c) => c.marker));
+    const sources = (message.sources || []).filter((s) => cited.has(s.n));
+    if (sources.length) {
+      lines.push("", "Sources:");
+      for (const source of sources) lines.push("[" + source.n + "] " + sourceLabel(source).join(", "));
+    }
+    return lines.join("\n");
+  }
+
+  async function copyAnswer(message, button) {
+    const text = answerText(message);
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      copied = true;
+    } catch (err) {
+      // No clipboard API off a secure origin (plain http to another host): the old way.
+      const area = el("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "visually-hidden";
+      document.body.append(area);
+      area.select();
+      copied = document.execCommand("copy");
+      area.remove();
+      button.focus();
+    }
+    const note = el("span", "done-note", copied ? "Copied" : "Copy failed");
+    button.after(note);
+    announce(copied ? "Answer copied with its sources." : "The answer could not be copied.");
+    window.setTimeout(() => note.remove(), 2000);
   }
 
   async function sendFeedback(message, rating, box) {
@@ -297,6 +403,7 @@
 
   function renderExisting(messages) {
     for (const message of messages) {
+      if (message.superseded) continue; // replaced by a regenerated answer or an edit
       if (message.role === "user") {
         messagesEl.append(userBubble(message.content));
       } else {
@@ -305,7 +412,22 @@
         fillAssistant(shell, message);
       }
     }
+    syncActions();
     scrollDown();
+  }
+
+  // Regenerate belongs to the last answer, Edit to the last question; neither while one streams.
+  function syncActions() {
+    const users = messagesEl.querySelectorAll(".msg.user");
+    const answers = messagesEl.querySelectorAll(".msg.assistant");
+    users.forEach((wrap, i) => {
+      const button = wrap.querySelector(".edit-question");
+      if (button) button.hidden = i !== users.length - 1 || !conversationId || Boolean(inFlight);
+    });
+    answers.forEach((wrap, i) => {
+      const button = wrap.querySelector(".regenerate");
+      if (button) button.hidden = i !== answers.length - 1 || Boolean(inFlight);
+    });
   }
 
   function addToSidebar(id, title) {
@@ -340,27 +462,57 @@
     }
   }
 
-  async function ask(question) {
+  function setBusy(busy) {
+    sendButton.classList.toggle("stop", busy);
+    sendButton.textContent = busy ? "Stop" : "Ask";
+    sendButton.disabled = false;
+    if (busy) sendButton.setAttribute("aria-label", "Stop the answer");
+    else sendButton.removeAttribute("aria-label");
+    syncActions();
+  }
+
+  // A new question ({question}), a regenerated last answer ({regenerate: true}) or an edited
+  // last question ({edit: true, question}). What a regenerate or edit replaces is hidden at once
+  // and removed when the server accepts, or shown again if it refuses.
+  async function runTurn({ question = null, regenerate = false, edit = false }) {
+    if (inFlight) return;
     welcome.hidden = true;
-    messagesEl.append(userBubble(question));
+    const replaced = [];
+    const lastUser = [...messagesEl.querySelectorAll(".msg.user")].pop();
+    const lastAnswer = [...messagesEl.querySelectorAll(".msg.assistant")].pop();
+    if (edit && lastUser) replaced.push(lastUser);
+    if ((edit || regenerate) && lastAnswer) replaced.push(lastAnswer);
+    for (const node of replaced) node.hidden = true;
+    const added = [];
+    if (question != null) {
+      added.push(userBubble(question));
+      messagesEl.append(added[0]);
+    }
     const shell = assistantShell();
     shell.answer.append(el("span", "muted", "Searching the documents…"));
     messagesEl.append(shell.wrap);
+    added.push(shell.wrap);
     scrollDown();
     const body = {
-      question,
       stream: true,
       model: document.getElementById("model").value || undefined,
       conversation_id: conversationId || undefined,
     };
+    if (question != null) body.question = question;
+    if (regenerate) body.regenerate = true;
+    if (edit) body.edit = true;
     const collection = document.getElementById("collection").value;
     if (collection) body.collection = collection;
+    inFlight = { controller: new AbortController(), stopping: false };
+    setBusy(true);
+    let accepted = false;
     try {
       const response = await fetch("/api/v1/ask", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "text/event-stream" },
         credentials: "same-origin",
         body: JSON.stringify(body),
+        signal: inFlight.controller.signal,
       });
       if (!response.ok) {
         let message = "status " + response.status;
@@ -370,6 +522,8 @@
       let finished = false;
       for await (const event of readEvents(response)) {
         if (event.event === "start") {
+          accepted = true;
+          for (const node of replaced) node.remove();
           if (!conversationId) {
             conversationId = event.conversation_id;
             history.replaceState(null, "", "/c/" + conversationId);
@@ -395,18 +549,71 @@
           finished = true;
           fillAssistant(shell, event.message);
           announce(finalAnnouncement(event.message));
+        } else if (event.event === "error") {
+          throw new Error(event.error || event.message || "the server could not answer");
         }
       }
       if (!finished) throw new Error("the connection closed before the answer was complete");
     } catch (err) {
-      // What streamed was never checked: it stays marked as a draft, under the error.
-      shell.answer.classList.remove("streaming");
-      shell.answer.removeAttribute("aria-busy");
-      shell.note.textContent = "Draft, not checked against the sources";
-      shell.answer.after(el("div", "status-note error", "Could not get an answer: " + err.message));
-      announce("Could not get an answer: " + err.message);
+      const stopped = err.name === "AbortError";
+      if (!accepted && replaced.length && !stopped) {
+        // refused (another answer in flight, say): the conversation is as it was
+        for (const node of added) node.remove();
+        for (const node of replaced) node.hidden = false;
+        const box = replaced[replaced.length - 1].querySelector(".bubble") || replaced[0];
+        box.append(el("div", "status-note error", "Could not ask again: " + err.message));
+        announce("Could not ask again: " + err.message);
+      } else {
+        // What streamed was never checked: it stays marked as a draft, under the note.
+        const text = stopped ? "You stopped this answer before it was checked." : "Could not get an answer: " + err.message;
+        shell.answer.classList.remove("streaming");
+        shell.answer.removeAttribute("aria-busy");
+        shell.note.textContent = "Draft, not checked against the sources";
+        shell.answer.after(el("div", "status-note error", text));
+        announce(text);
+      }
+    } finally {
+      inFlight = null;
+      setBusy(false);
     }
     scrollDown();
+  }
+
+  async function stopAnswer() {
+    if (!inFlight || inFlight.stopping) return;
+    inFlight.stopping = true;
+    sendButton.textContent = "Stopping…";
+    sendButton.disabled = true;
+    if (conversationId) {
+      // The server stops calling the model and ends the stream with what was written (done,
+      // status "stopped"), recorded like any answer.
+      try {
+        const response = await fetch("/api/v1/conversations/" + conversationId + "/stop", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+          credentials: "same-origin",
+          body: "{}",
+        });
+        if (response.ok) return;
+      } catch (err) { /* the stream is cut below instead */ }
+    }
+    // Not started yet (no conversation to stop) or the stop was refused: cut the stream here.
+    if (inFlight) inFlight.controller.abort();
+  }
+
+  // --- edit and resend the last question ----------------------------------------------------
+  function startEdit(wrap) {
+    if (inFlight) return;
+    editing = true;
+    editBanner.hidden = false;
+    questionEl.value = wrap.dataset.text || "";
+    questionEl.focus();
+    questionEl.setSelectionRange(questionEl.value.length, questionEl.value.length);
+  }
+
+  function stopEditing() {
+    editing = false;
+    editBanner.hidden = true;
   }
 
   // --- source panel -----------------------------------------------------------------------------
@@ -415,7 +622,9 @@
     if (!message) return;
     const source = (message.sources || []).find((s) => s.n === marker);
     const citations = (message.citations || []).filter((c) => c.marker === marker);
+    if (panel.root.hidden) panelOpener = document.activeElement;
     panel.root.hidden = false;
+    panel.root.focus({ preventScroll: true });
     if (!source) {
       panel.title.textContent = "Source " + marker + " does not exist";
       panel.meta.textContent = "The model cited a source it was not given; the citation was dropped.";
@@ -484,19 +693,59 @@
     const bubble = chip.closest("[data-message-id]");
     if (bubble) openSource(Number(bubble.dataset.messageId), Number(chip.dataset.marker));
   });
-  document.getElementById("source-close").addEventListener("click", () => { panel.root.hidden = true; });
+  function closeSource() {
+    if (panel.root.hidden) return;
+    panel.root.hidden = true;
+    if (panelOpener && document.contains(panelOpener)) panelOpener.focus();
+    panelOpener = null;
+  }
+  document.getElementById("source-close").addEventListener("click", closeSource);
 
-  form.addEventListener("submit", async (event) => {
+  // --- the conversation drawer (below 700 px) ---------------------------------------------------
+  function setDrawer(open) {
+    drawer.root.classList.toggle("open", open);
+    drawer.backdrop.hidden = !open;
+    drawer.toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) drawer.root.querySelector("a").focus();
+  }
+  drawer.toggle.addEventListener("click", () => setDrawer(!drawer.root.classList.contains("open")));
+  drawer.close.addEventListener("click", () => { setDrawer(false); drawer.toggle.focus(); });
+  drawer.backdrop.addEventListener("click", () => setDrawer(false));
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    if (drawer.root.classList.contains("open")) { setDrawer(false); drawer.toggle.focus(); } else if (!panel.root.hidden) closeSource();
+    else if (editing) { stopEditing(); questionEl.value = ""; }
+  });
+
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
+    if (inFlight) { stopAnswer(); return; } // the button is Stop while an answer streams
     const question = questionEl.value.trim();
     if (!question) return;
     questionEl.value = "";
-    sendButton.disabled = true;
-    try { await ask(question); } finally { sendButton.disabled = false; questionEl.focus(); }
+    const edit = editing && Boolean(conversationId);
+    stopEditing();
+    runTurn({ question, edit }).finally(() => questionEl.focus());
   });
   questionEl.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (!inFlight) form.requestSubmit(); // Enter never stops nor queues a second question
+    }
+  });
+  document.getElementById("edit-cancel").addEventListener("click", () => {
+    stopEditing();
+    questionEl.value = "";
+    questionEl.focus();
+  });
+  messagesEl.addEventListener("click", (event) => {
+    const example = event.target.closest("button.example");
+    if (!example || inFlight) return;
+    questionEl.value = example.dataset.question;
+    form.requestSubmit();
   });
 
   renderExisting(JSON.parse(document.getElementById("initial-messages").textContent));
+  questionEl.focus();
 })();

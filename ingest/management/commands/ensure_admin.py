@@ -18,7 +18,13 @@ class Command(BaseCommand):
         roles.ensure_role_groups()
         services.collection_get_or_create()
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
+        existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            name = existing.get_username()
+            self.stdout.write(
+                f"An admin already exists ('{name}'); nothing created.\n"
+                f"  Forgot its password? `.venv/bin/python manage.py changepassword {name}`"
+            )
             return
         password = settings.ADMIN_PASSWORD or secrets.token_urlsafe(12)
         admin = User.objects.create_superuser(
