@@ -9,7 +9,8 @@ policy (PDF) and remote-work guidelines (Markdown) through the Documents page, p
 a text layer that fails with its reason, asks in the chat, opens a citation, then signs in as an
 auditor. Debian's Chromium drives the pages headless (`apt-get install chromium`).
 
-Writes chat.png, documents.png, audit.png and audit-answer.png into --out and prints their paths.
+Writes chat.png, chat-phone.png (375 px), documents.png, audit.png, audit-answer.png and
+evaluation.png into --out and prints their paths.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.live import (  # noqa: E402
 )
 
 VIEWPORT = {"width": 1280, "height": 800}
+PHONE = {"width": 375, "height": 740}
 TIMEOUT_MS = 90_000  # the first upload loads the embedding model in the worker
 AUDITOR, AUDITOR_PASSWORD = "dana.auditor", "screenshots-auditor-pw"
 
@@ -186,6 +188,19 @@ def take(browser, server: Server, samples: Path, out: Path) -> list[Path]:
     page.locator("#source-text mark").first.wait_for()
     page.mouse.move(0, 0)
     shots.append(out / "chat.png")
+    page.screenshot(path=str(shots[-1]))
+    conversation = page.url
+    context.close()
+
+    # The same conversation on a phone (375 px): the thread has the whole width.
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    log_in(page, server.url, "admin", PASSWORD)
+    page.goto(conversation)
+    page.locator(".msg.assistant button.cite").first.wait_for()
+    page.locator(".msg.assistant").last.scroll_into_view_if_needed()
+    shots.append(out / "chat-phone.png")
     page.screenshot(path=str(shots[-1]))
     context.close()
 

@@ -527,7 +527,9 @@
           if (!conversationId) {
             conversationId = event.conversation_id;
             history.replaceState(null, "", "/c/" + conversationId);
-            addToSidebar(conversationId, question.length > 80 ? question.slice(0, 79) + "…" : question);
+            const title = question.length > 80 ? question.slice(0, 79) + "…" : question;
+            addToSidebar(conversationId, title);
+            document.querySelector(".thread-title").textContent = title;
           }
         } else if (event.event === "sources") {
           shell.answer.replaceChildren(el("span", "muted", "Found " + event.sources.length + " passage(s); asking the model…"));
