@@ -33,16 +33,25 @@ def sse(event: dict) -> bytes:
 
 
 def sse_response(
-    request: HttpRequest, events: Callable[[], Iterator[dict]]
+    request: HttpRequest,
+    events: Callable[[], Iterator],
+    *,
+    frame: Callable[[object], bytes] = sse,
 ) -> StreamingHttpResponse:
-    body = _threaded(events) if isinstance(request, ASGIRequest) else (sse(e) for e in events())
+    """``frame``: how one event is written (the OpenAI-compatible endpoint writes its own)."""
+    if isinstance(request, ASGIRequest):
+        body = _threaded(events, frame)
+    else:
+        body = (frame(e) for e in events())
     response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass tokens through as they come
     return response
 
 
-async def _threaded(events: Callable[[], Iterator[dict]]) -> AsyncIterator[bytes]:
+async def _threaded(
+    events: Callable[[], Iterator], frame: Callable[[object], bytes]
+) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     finished = object()
@@ -51,7 +60,7 @@ async def _threaded(events: Callable[[], Iterator[dict]]) -> AsyncIterator[bytes
         close_old_connections()
         try:
             for event in events():
-                loop.call_soon_threadsafe(queue.put_nowait, sse(event))
+                loop.call_soon_threadsafe(queue.put_nowait, frame(event))
         except BaseException as exc:  # surfaced to the response below
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:

@@ -10,15 +10,54 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import csrf
 
 API_PREFIX = "/api/"
+OPENAI_PREFIX = "/v1/"  # the OpenAI-compatible endpoint (config/api.py)
 
 
 def is_api(request: HttpRequest) -> bool:
     return request.path_info.startswith(API_PREFIX)
 
 
+def api_error(status: int, message: str) -> JsonResponse:
+    return JsonResponse(
+        {"error": message}, status=status, json_dumps_params={"ensure_ascii": False}
+    )
+
+
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+}
+OPENAI_ERROR_CODES = {401: "invalid_api_key", 404: "not_found"}
+
+
+def openai_error(status: int, message: str, *, code: str | None = None) -> JsonResponse:
+    """OpenAI's error shape, which its SDKs read: {"error": {"message", "type", "code"}}."""
+    body = {
+        "message": message,
+        "type": OPENAI_ERROR_TYPES.get(status, "server_error"),
+        "param": None,
+        "code": code or OPENAI_ERROR_CODES.get(status),
+    }
+    return JsonResponse({"error": body}, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+def _error_shape(request: HttpRequest):
+    """How errors are written for this path: None outside the APIs (Django's pages)."""
+    if request.path_info.startswith(API_PREFIX):
+        return api_error
+    if request.path_info.startswith(OPENAI_PREFIX):
+        return openai_error
+    return None
+
+
 class ApiErrorsMiddleware:
     """Under /api/ every error is JSON, ``{"error": "..."}``, whatever DEBUG is: a script gets
-    a reason it can read, never Django's HTML page (nor, with DEBUG on, a traceback).
+    a reason it can read, never Django's HTML page (nor, with DEBUG on, a traceback). Under
+    /v1/ (the OpenAI-compatible endpoint) it is OpenAI's ``{"error": {"message", …}}``.
 
     Views answer their own errors as JSON already; this catches what they cannot: an unknown
     path, a wrong method (`require_http_methods`), a CSRF refusal, an exception (logged by
@@ -30,24 +69,26 @@ class ApiErrorsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not is_api(request) or response.status_code < 400:
+        shape = _error_shape(request)
+        if shape is None or response.status_code < 400:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
-        return _as_json(request, response)
+        return _as_json(request, response, shape)
 
     def process_exception(self, request: HttpRequest, exception: Exception):
         """Keep the view's own words for a 404 or 403 (`Http404("no such document")`)."""
-        if not is_api(request):
+        shape = _error_shape(request)
+        if shape is None:
             return None
         if isinstance(exception, Http404):
-            return JsonResponse({"error": str(exception) or "not found"}, status=404)
+            return shape(404, str(exception) or "not found")
         if isinstance(exception, PermissionDenied):
-            return JsonResponse({"error": str(exception) or "forbidden"}, status=403)
+            return shape(403, str(exception) or "forbidden")
         return None  # Django logs it and answers 500; __call__ makes that JSON
 
 
-def _as_json(request: HttpRequest, response: HttpResponse) -> JsonResponse:
+def _as_json(request: HttpRequest, response: HttpResponse, shape) -> JsonResponse:
     status = response.status_code
     if status == 404:
         message = f"not found: {request.path_info}"
@@ -60,7 +101,7 @@ def _as_json(request: HttpRequest, response: HttpResponse) -> JsonResponse:
             message = HTTPStatus(status).phrase.lower()
         except ValueError:
             message = f"error {status}"
-    answer = JsonResponse({"error": message}, status=status)
+    answer = shape(status, message)
     for header in ("Allow", "Retry-After", "WWW-Authenticate"):
         if header in response:
             answer[header] = response[header]

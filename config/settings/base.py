@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "ninja",  # the API docs page from its own static files (Swagger UI), not from a CDN
     "core",
     "accounts",
     "ingest",

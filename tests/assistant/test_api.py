@@ -92,7 +92,7 @@ class TestAskApi:
         ("body", "error"),
         [
             ({}, 'missing "question"'),
-            ({"question": 42}, 'missing "question"'),
+            ({"question": 42}, '"question" must be a string'),
             ({"question": ""}, "the question is empty"),
             ({"question": "q", "collections": "general"}, "list of collection slugs"),
             ({"question": "q", "model": "nope"}, "unknown model 'nope'"),
