@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Window
 
 from accounts import roles
 from core.components import get_retriever, get_store
@@ -17,15 +17,157 @@ from .models import Collection, Document
 
 
 def document_list(
-    *, collection: str | None = None, user=None, limit: int = 500
+    *,
+    collection: str | None = None,
+    user=None,
+    limit: int = 500,
+    status: str | None = None,
+    name: str | None = None,
 ) -> QuerySet[Document]:
-    documents = Document.objects.select_related("collection", "duplicate_of")
+    return documents_filtered(collection=collection, user=user, status=status, name=name)[:limit]
+
+
+def documents_filtered(
+    *,
+    collection: str | None = None,
+    user=None,
+    status: str | None = None,
+    name: str | None = None,
+) -> QuerySet[Document]:
+    """The newest documents first (of ``collection``, with a ``status`` of STATUS_FILTERS,
+    whose name contains ``name``; only those ``user`` may read), with what document_json
+    reads joined in: one query, however many rows."""
+    documents = Document.objects.select_related("collection", "duplicate_of", "uploaded_by")
     if collection:
         documents = documents.filter(collection__slug=collection)
+    if status:
+        documents = documents.filter(status__in=STATUS_FILTERS.get(status, (status,)))
+    if name:
+        documents = documents.filter(name__icontains=name)
     readable = readable_collection_slugs(user) if user is not None else None
     if readable is not None:
         documents = documents.filter(collection__slug__in=readable)
-    return documents[:limit]
+    return documents
+
+
+# What the status filter offers: each status, and "processing" for any stage of the pipeline.
+STATUS_FILTERS = {
+    Document.Status.QUEUED.value: (Document.Status.QUEUED,),
+    "processing": Document.IN_PROGRESS,
+    Document.Status.READY.value: (Document.Status.READY,),
+    Document.Status.FAILED.value: (Document.Status.FAILED,),
+    Document.Status.DUPLICATE.value: (Document.Status.DUPLICATE,),
+}
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 200
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    """Where a queued document stands: ``position`` 1 is next; ``seconds`` until it is
+    processed, estimated from measured throughput (None: nothing measured yet)."""
+
+    position: int
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    documents: list[Document]
+    total: int
+    page: int
+    page_size: int
+    queue: dict[int, QueuePlace]
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def document_page(
+    *,
+    user=None,
+    collection: str | None = None,
+    status: str | None = None,
+    name: str | None = None,
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+) -> DocumentPage:
+    """One page of document_list, with the total it is a page of and the queue places of its
+    queued documents. The rows and the total come from one query (a window count), so a page
+    of a thousand documents costs what a page of ten does; the queue adds two when the page
+    shows queued documents."""
+    page, page_size = max(1, page), min(max(1, page_size), PAGE_SIZE_MAX)
+    filtered = documents_filtered(collection=collection, user=user, status=status, name=name)
+    start = (page - 1) * page_size
+    rows = list(filtered.annotate(total=Window(Count("id")))[start : start + page_size])
+    # past the last page there is no row to carry the total
+    total = rows[0].total if rows else (filtered.count() if page > 1 else 0)
+    queued = [d.pk for d in rows if d.status == Document.Status.QUEUED]
+    return DocumentPage(
+        documents=rows,
+        total=total,
+        page=page,
+        page_size=page_size,
+        queue=queue_places(queued) if queued else {},
+    )
+
+
+# How many recently finished documents the throughput is measured over.
+THROUGHPUT_WINDOW = 50
+
+
+def ingest_throughput() -> float | None:
+    """Bytes per second one worker processes, measured over the last THROUGHPUT_WINDOW
+    documents indexed (from starting to read to ready); None before any was.
+
+    A ratio of sums, not a median of per-document rates: a small file's fixed cost (loading,
+    the index build) dominates its own rate, and a few of them would make every large file
+    look hours long; summed, each document weighs what it cost."""
+    finished = (
+        Document.objects.filter(
+            status=Document.Status.READY,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+            size__gt=0,
+        )
+        .order_by("-finished_at")
+        .values_list("size", "started_at", "finished_at")[:THROUGHPUT_WINDOW]
+    )
+    size = seconds = 0.0
+    for nbytes, started, ended in finished:
+        size += nbytes
+        seconds += max((ended - started).total_seconds(), 0.0)
+    return size / seconds if seconds > 0 else None
+
+
+def queue_places(document_ids: list[int]) -> dict[int, QueuePlace]:
+    """The queue places of those of ``document_ids`` that are queued.
+
+    Workers take documents in the order they were queued (an upload, a re-index, a resume or
+    a retry each set ``updated_at``; a queued row changes no other way). Each waits for what
+    is ahead of it: the rest of the documents being processed and the queued ones before it,
+    shared among as many workers as are busy now (at least one)."""
+    unfinished = (
+        Document.objects.filter(status__in=Document.UNFINISHED)
+        .order_by("updated_at", "id")
+        .values_list("pk", "status", "size", "progress")
+    )
+    rate = ingest_throughput()
+    wanted = set(document_ids)
+    ahead, workers, places, queued = 0.0, 0, {}, []
+    for pk, status, size, progress in unfinished:
+        if status == Document.Status.QUEUED:
+            queued.append((pk, size))
+        else:
+            workers += 1
+            ahead += size * (100 - progress) / 100
+    for position, (pk, size) in enumerate(queued, 1):
+        ahead += size
+        if pk in wanted:
+            seconds = ahead / rate / max(workers, 1) if rate else None
+            places[pk] = QueuePlace(position=position, seconds=seconds)
+    return places
 
 
 def collection_list(*, user=None) -> QuerySet[Collection]:
@@ -99,7 +241,8 @@ def duplicate_of_shown(document: Document) -> int | None:
     return original.pk
 
 
-def document_json(document: Document) -> dict:
+def document_json(document: Document, *, queue: QueuePlace | None = None) -> dict:
+    """A document as the API shows it; ``queue``: its place in the queue (document_page)."""
     duplicate_of = duplicate_of_shown(document)
     # its stage names the original ("same content as document #N"): not when that is hidden
     hides_original = document.status == Document.Status.DUPLICATE
@@ -124,6 +267,9 @@ def document_json(document: Document) -> dict:
         and document.chunker_version != CHUNKER_VERSION,
         "created_at": document.created_at.isoformat(),
         "updated_at": document.updated_at.isoformat(),
+        "uploaded_by": document.uploaded_by.get_username() if document.uploaded_by_id else None,
+        "queue_position": queue.position if queue else None,
+        "estimate_seconds": round(queue.seconds) if queue and queue.seconds is not None else None,
     }
 
 

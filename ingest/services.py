@@ -26,6 +26,7 @@ from audit.services import audit_append
 from core.components import get_chunker, get_embedder, get_lexical_encoder, get_store
 from rag import injection, parsing
 from rag.chunking import CHUNKER_VERSION, chunk_id_for
+from rag.store import StoreLocked, StoreUnavailable
 from rag.types import IndexedChunk
 
 from .models import Collection, Document, collection_chunk_key
@@ -409,6 +410,65 @@ def _duplicates_rehome(
     Document.objects.filter(pk__in=[d.pk for d in duplicates]).update(
         duplicate_of=heir, stage=f"same content as document #{heir.pk}", updated_at=timezone.now()
     )
+
+
+BULK_ACTIONS = ("reindex", "delete")
+BULK_MAX = 500
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What a bulk action did to one document: ``status`` after it ("deleted" once gone), or
+    ``error`` saying why it was not done (``code``: the HTTP status its single request gets)."""
+
+    id: int
+    ok: bool
+    status: str | None = None
+    error: str | None = None
+    code: int = 200
+
+
+def documents_bulk_apply(
+    *, action: str, ids: list[int], by: AbstractBaseUser | None = None
+) -> list[BulkOutcome]:
+    """Re-index or delete each of ``ids`` through the single-document service (each audited
+    and committed on its own, as if asked one by one), and say per id what happened: one that
+    cannot be done (a duplicate to re-index, the store down) does not stop the others.
+
+    Duplicates are deleted before originals, so deleting both never promotes a duplicate that
+    is about to go (re-queued, then deleted mid-way). A document already queued is not queued
+    twice."""
+    if action not in BULK_ACTIONS:
+        raise DocumentError(f"unknown action {action!r}: one of {', '.join(BULK_ACTIONS)}")
+    if len(ids) > BULK_MAX:
+        raise DocumentError(f"at most {BULK_MAX} documents at a time, not {len(ids)}")
+    wanted = list(dict.fromkeys(ids))
+    statuses = dict(Document.objects.filter(pk__in=wanted).values_list("pk", "status"))
+    if action == "delete":
+        wanted.sort(key=lambda pk: statuses.get(pk) != Document.Status.DUPLICATE)
+    outcomes = {}
+    for pk in wanted:
+        # read afresh: an earlier one of the batch may have changed it (a duplicate re-homed)
+        document = Document.objects.select_related("collection").filter(pk=pk).first()
+        if document is None:
+            outcomes[pk] = BulkOutcome(id=pk, ok=False, error="no such document", code=404)
+            continue
+        try:
+            if action == "delete":
+                document_delete(document=document, by=by)
+                outcomes[pk] = BulkOutcome(id=pk, ok=True, status="deleted")
+            elif document.status == Document.Status.QUEUED:
+                outcomes[pk] = BulkOutcome(id=pk, ok=False, error="already queued", code=409)
+            else:
+                document = document_reindex(document=document, by=by)
+                outcomes[pk] = BulkOutcome(id=pk, ok=True, status=document.status)
+        except DocumentError as exc:
+            outcomes[pk] = BulkOutcome(id=pk, ok=False, error=str(exc), code=409)
+        except (StoreUnavailable, StoreLocked) as exc:
+            outcomes[pk] = BulkOutcome(
+                id=pk, ok=False, error=f"the vector store is unavailable ({exc})", code=503
+            )
+    return [outcomes[pk] for pk in dict.fromkeys(ids)]
 
 
 def documents_resume() -> int:

@@ -10,15 +10,43 @@ from .models import Document
 
 @roles.page_requires(roles.can_manage, "managing documents")
 def documents_page(request: HttpRequest) -> HttpResponse:
+    """One page of documents, filtered by collection, status and name (?collection=, ?status=,
+    ?q=, ?page=): the script renders its rows and polls the same page of the API."""
+    filters = {
+        "collection": request.GET.get("collection", "").strip(),
+        "status": request.GET.get("status", "").strip(),
+        "q": request.GET.get("q", "").strip(),
+    }
+    shown = selectors.document_page(
+        collection=filters["collection"] or None,
+        status=filters["status"] or None,
+        name=filters["q"] or None,
+        page=page_number(request.GET.get("page")),
+    )
     return render(
         request,
         "ingest/documents.html",
         {
-            "documents": [selectors.document_json(d) for d in selectors.document_list()],
+            "listing": {
+                "documents": [
+                    selectors.document_json(d, queue=shown.queue.get(d.pk)) for d in shown.documents
+                ],
+                "total": shown.total,
+                "page": shown.page,
+                "page_size": shown.page_size,
+                "filters": filters,
+            },
+            "filters": filters,
+            "statuses": list(selectors.STATUS_FILTERS),
             "collections": selectors.collection_list(),
             "max_upload_mb": settings.MAX_UPLOAD_MB,
         },
     )
+
+
+def page_number(value: str | None, default: int = 1) -> int:
+    """A page number from a query string: anything but a positive integer is ``default``."""
+    return int(value) if value and value.isdigit() and int(value) > 0 else default
 
 
 @roles.page_requires(lambda user: bool(roles.roles_of(user)), "reading documents")

@@ -70,6 +70,25 @@ def terms(text: str, language: str | None = "english") -> list[str]:
     return stems(tokens, language) if language and tokens else tokens
 
 
+def term_spans(text: str, query: str, language: str | None = "english") -> list[tuple[int, int]]:
+    """The (start, end) character ranges of the words of ``text`` that BM25 counts as the
+    query's terms: made into terms as :func:`terms` makes them, so "configuring" in ``text``
+    is found for "configuration", and a stop word never is. Positions are in ``text`` as given
+    (each word is lower-cased on its own, so a character that lower-cases to two cannot shift
+    the ones after it)."""
+    wanted = set(terms(query, language))
+    if not wanted:
+        return []
+    words = [
+        (match.start(), match.end(), word)
+        for match in _WORD_RE.finditer(text)
+        if (word := match.group().lower()) not in BM25_STOPWORDS and len(word) < 40
+    ]
+    found = [word for _, _, word in words]
+    keys = stems(found, language) if language and found else found
+    return [(start, end) for (start, end, _), key in zip(words, keys, strict=True) if key in wanted]
+
+
 def term_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8"))
 

@@ -1,6 +1,7 @@
-// Upload page: drag-and-drop upload with per-file progress, and live status bars that poll the
-// JSON API while any document is still being processed. User data only ever goes through
-// textContent, never innerHTML.
+// Documents page: drag-and-drop upload with per-file progress; one page of documents (filtered
+// by the form above it) whose status bars poll that same page of the JSON API while any of its
+// documents is still being processed; bulk re-index / delete of the rows ticked, after a
+// confirmation that names them. User data only ever goes through textContent, never innerHTML.
 (function () {
   "use strict";
   const API = "/api/v1/documents";
@@ -10,9 +11,16 @@
   const notice = document.getElementById("notice");
   const dropzone = document.getElementById("dropzone");
   const input = document.getElementById("file-input");
+  const pager = document.getElementById("pager");
+  const selectPage = document.getElementById("select-page");
+  const bulkBar = document.getElementById("bulk-bar");
+  const bulkCount = document.getElementById("bulk-count");
+  const dialog = document.getElementById("bulk-confirm");
   const csrf = document.querySelector("[name=csrfmiddlewaretoken]").value;
-  let documents = JSON.parse(document.getElementById("initial-documents").textContent);
+  let listing = JSON.parse(document.getElementById("initial-documents").textContent);
+  let documents = listing.documents;
   const uploads = new Map(); // temporary rows for files still being sent
+  const selected = new Set(); // ids ticked on this page
   let pollTimer = null;
   const outdatedBox = document.getElementById("outdated");
   const outdatedText = document.getElementById("outdated-text");
@@ -21,7 +29,7 @@
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
       if (key === "class") node.className = value;
-      else if (key.startsWith("data-")) node.setAttribute(key, value);
+      else if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
       else node[key] = value;
     }
     for (const child of children) if (child != null) node.append(child);
@@ -39,42 +47,100 @@
     return bar;
   }
 
+  function size(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return Math.round(bytes / 1024) + " KB";
+    return (bytes / 1048576).toFixed(1) + " MB";
+  }
+
+  function ordinal(n) {
+    const tens = n % 100, ones = n % 10;
+    const suffix = tens >= 11 && tens <= 13 ? "th" : ones === 1 ? "st" : ones === 2 ? "nd" : ones === 3 ? "rd" : "th";
+    return n + suffix;
+  }
+
+  // Nothing when nothing has been measured yet: no guess passed off as an estimate.
+  function estimate(seconds) {
+    if (seconds == null) return "";
+    if (seconds < 60) return "under a minute";
+    const minutes = Math.ceil(seconds / 60);
+    return minutes < 90 ? "about " + minutes + " min" : "about " + Math.round(minutes / 60) + " h";
+  }
+
+  // The badge says the status; the line after it only adds what the badge does not.
+  function statusDetail(doc) {
+    if (doc.status === "queued") {
+      const parts = [];
+      if (doc.queue_position) parts.push(doc.queue_position === 1 ? "next in the queue" : ordinal(doc.queue_position) + " in the queue");
+      const wait = estimate(doc.estimate_seconds);
+      if (wait) parts.push(wait);
+      if (doc.stage && doc.stage !== "queued") parts.push(doc.stage);
+      return parts.join(" · ");
+    }
+    if (ACTIVE.has(doc.status)) return doc.progress + "%" + (doc.stage && doc.stage !== doc.status ? " · " + doc.stage : "");
+    return "";
+  }
+
   function statusCell(doc) {
+    const detail = statusDetail(doc);
     const label = el("div", { class: "status-line" },
       el("span", { class: "badge status-" + doc.status, textContent: doc.status }),
-      ACTIVE.has(doc.status) ? el("span", { class: "muted", textContent: " " + doc.progress + "% · " + (doc.stage || "") }) : null);
+      detail ? el("span", { class: "muted status-detail", textContent: " " + detail }) : null);
     const cell = el("td", { class: "status" }, label);
-    if (ACTIVE.has(doc.status)) cell.append(progressBar(doc.progress, doc.status));
+    if (ACTIVE.has(doc.status) && doc.status !== "queued") cell.append(progressBar(doc.progress, doc.status));
     if (doc.status === "failed" && doc.error) cell.append(el("div", { class: "error", textContent: doc.error }));
     if (doc.status === "duplicate") cell.append(el("div", { class: "muted", textContent: doc.stage }));
     if (doc.warnings && doc.warnings.length) cell.append(el("div", { class: "warning", textContent: doc.warnings.length + " warning(s): " + doc.warnings.slice(0, 3).join("; ") }));
     return cell;
   }
 
+  function reindexable(doc) {
+    return doc.status !== "duplicate" && !ACTIVE.has(doc.status) && doc.sha256;
+  }
+
   function actions(doc) {
     const cell = el("td", { class: "actions" });
-    if (doc.status !== "duplicate" && !ACTIVE.has(doc.status) && doc.sha256) {
-      cell.append(el("button", { type: "button", class: "link", textContent: "Re-index", onclick: () => reindex(doc) }));
+    if (reindexable(doc)) {
+      cell.append(el("button", { type: "button", class: "link", textContent: "Re-index", "aria-label": "Re-index " + doc.name, onclick: () => reindex(doc) }));
     }
-    cell.append(el("button", { type: "button", class: "link danger", textContent: "Delete", onclick: () => remove(doc) }));
+    cell.append(el("button", { type: "button", class: "link danger", textContent: "Delete", "aria-label": "Delete " + doc.name, onclick: () => remove(doc) }));
     return cell;
+  }
+
+  function nameCell(doc) {
+    const name = doc.sha256
+      ? el("a", { href: "/documents/" + doc.id + "/file", target: "_blank", rel: "noopener", textContent: doc.name })
+      : document.createTextNode(doc.name);
+    const uploaded = new Date(doc.created_at);
+    const when = el("time", { dateTime: doc.created_at, textContent: uploaded.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) });
+    const meta = el("div", { class: "doc-meta muted" }, size(doc.size) + " · " + (doc.uploaded_by || "unknown uploader") + " · ", when);
+    return el("td", { class: "name" }, name, meta);
+  }
+
+  function checkbox(doc) {
+    const box = el("input", { type: "checkbox", checked: selected.has(doc.id), "aria-label": "Select " + doc.name });
+    box.addEventListener("change", () => {
+      if (box.checked) selected.add(doc.id); else selected.delete(doc.id);
+      renderBulk();
+    });
+    return el("td", { class: "select" }, box);
   }
 
   function render() {
     rows.replaceChildren();
     for (const upload of uploads.values()) {
-      rows.append(el("tr", { class: "uploading" },
-        el("td", { textContent: upload.name }), el("td", { textContent: upload.collection }),
+      rows.append(el("tr", { class: "uploading" }, el("td", { class: "select" }),
+        el("td", { class: "name", textContent: upload.name }), el("td", { textContent: upload.collection }),
         el("td", { class: "status" }, el("div", { class: "status-line" }, el("span", { class: "badge status-queued", textContent: "uploading" }), el("span", { class: "muted", textContent: " " + upload.percent + "%" })), progressBar(upload.percent, "uploading")),
         el("td"), el("td"), el("td")));
     }
+    const shown = new Set(documents.map((d) => d.id));
+    for (const id of [...selected]) if (!shown.has(id)) selected.delete(id); // gone from the page
     for (const doc of documents) {
-      const name = doc.sha256
-        ? el("a", { href: "/documents/" + doc.id + "/file", target: "_blank", rel: "noopener", textContent: doc.name })
-        : document.createTextNode(doc.name);
       rows.append(el("tr", { "data-id": String(doc.id), "data-status": doc.status },
-        el("td", { class: "name" }, name), el("td", { textContent: doc.collection }), statusCell(doc),
-        el("td", { class: "num", textContent: doc.pages ?? "–" }), el("td", { class: "num", textContent: doc.chunks ?? "–" }),
+        checkbox(doc), nameCell(doc), el("td", { class: "collection", textContent: doc.collection }), statusCell(doc),
+        el("td", { class: "num", "data-label": "pages", textContent: doc.pages ?? "–" }),
+        el("td", { class: "num", "data-label": "passages", textContent: doc.chunks ?? "–" }),
         actions(doc)));
     }
     empty.hidden = documents.length > 0 || uploads.size > 0;
@@ -83,6 +149,32 @@
     outdatedText.textContent = outdated === 1
       ? "1 document was indexed by an older version of the pipeline: re-index it so search finds it as well as the newer ones."
       : outdated + " documents were indexed by an older version of the pipeline: re-index them so search finds them as well as the newer ones.";
+    renderPager();
+    renderBulk();
+  }
+
+  function pageUrl(page) {
+    const params = new URLSearchParams(location.search);
+    params.set("page", String(page));
+    return "?" + params.toString();
+  }
+
+  function renderPager() {
+    const pages = Math.max(1, Math.ceil(listing.total / listing.page_size));
+    pager.replaceChildren();
+    if (listing.total <= listing.page_size && listing.page === 1) return;
+    const first = (listing.page - 1) * listing.page_size + 1;
+    const last = Math.min(listing.total, listing.page * listing.page_size);
+    if (listing.page > 1) pager.append(el("a", { href: pageUrl(listing.page - 1), rel: "prev", textContent: "← Newer" }));
+    pager.append(el("span", { class: "muted", textContent: (first <= last ? first + "–" + last : "none") + " of " + listing.total.toLocaleString() + " · page " + listing.page + " of " + pages }));
+    if (listing.page < pages) pager.append(el("a", { href: pageUrl(listing.page + 1), rel: "next", textContent: "Older →" }));
+  }
+
+  function renderBulk() {
+    bulkBar.hidden = selected.size === 0;
+    bulkCount.textContent = selected.size + " selected";
+    selectPage.checked = documents.length > 0 && documents.every((d) => selected.has(d.id));
+    selectPage.indeterminate = selected.size > 0 && !selectPage.checked;
   }
 
   function say(message, isError) {
@@ -90,11 +182,22 @@
     notice.className = "notice" + (isError ? " error" : "");
   }
 
+  // The page being shown, not the whole list: the same filters and page as the address.
+  function listUrl() {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(listing.filters || {})) if (value) params.set(key, value);
+    params.set("page", String(listing.page));
+    params.set("page_size", String(listing.page_size));
+    return API + "?" + params.toString();
+  }
+
   async function refresh() {
     try {
-      const response = await fetch(API, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      const response = await fetch(listUrl(), { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error("status " + response.status);
-      documents = (await response.json()).documents;
+      const fresh = await response.json();
+      listing = { ...listing, total: fresh.total, page: fresh.page, page_size: fresh.page_size };
+      documents = fresh.documents;
       render();
     } catch (err) {
       say("Could not refresh the list (" + err.message + "); retrying…", true);
@@ -139,6 +242,8 @@
         let message = "status " + xhr.status;
         try { message = JSON.parse(xhr.responseText).error || message; } catch (e) { /* not JSON */ }
         say(file.name + ": upload failed (" + message + ")", true);
+      } else if (listing.page > 1 || Object.values(listing.filters || {}).some(Boolean)) {
+        say(file.name + ": uploaded; it is listed first on the unfiltered first page.", false);
       }
       refresh();
     };
@@ -150,15 +255,14 @@
     xhr.send(form);
   }
 
+  async function errorOf(response) {
+    try { return (await response.json()).error || "status " + response.status; } catch (e) { return "status " + response.status; }
+  }
+
   async function mutate(method, url, doc, verb) {
     const response = await fetch(url, { method, headers: { "X-CSRFToken": csrf, Accept: "application/json" }, credentials: "same-origin" });
-    if (!response.ok) {
-      let message = "status " + response.status;
-      try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
-      say(doc.name + ": " + verb + " failed (" + message + ")", true);
-    } else {
-      say(doc.name + ": " + verb + (verb === "delete" ? "d" : " queued"), false);
-    }
+    if (!response.ok) say(doc.name + ": " + verb + " failed (" + (await errorOf(response)) + ")", true);
+    else say(doc.name + ": " + verb + (verb === "delete" ? "d" : " queued"), false);
     refresh();
   }
 
@@ -174,6 +278,60 @@
   function remove(doc) {
     if (confirm("Delete " + doc.name + "? Its passages are removed from search.")) mutate("DELETE", API + "/" + doc.id, doc, "delete");
   }
+
+  // Bulk: the dialog names how many and which before anything is sent.
+  const BULK = {
+    reindex: { title: (n) => "Re-index " + n + " document" + (n === 1 ? "" : "s") + "?", text: "Each is parsed and indexed again; search keeps its current passages until then. Duplicates and documents already queued or being processed are left as they are.", ok: "Re-index", done: "queued for re-indexing" },
+    delete: { title: (n) => "Delete " + n + " document" + (n === 1 ? "" : "s") + "?", text: "Their passages are removed from search and their originals from storage (unless another document has the same content). This cannot be undone.", ok: "Delete", done: "deleted" },
+  };
+  const NAMES_SHOWN = 10;
+
+  function confirmBulk(action) {
+    const chosen = documents.filter((d) => selected.has(d.id));
+    if (!chosen.length) return;
+    const words = BULK[action];
+    document.getElementById("bulk-confirm-title").textContent = words.title(chosen.length);
+    document.getElementById("bulk-confirm-text").textContent = words.text;
+    const names = document.getElementById("bulk-confirm-names");
+    names.replaceChildren(...chosen.slice(0, NAMES_SHOWN).map((d) => el("li", { textContent: d.name + " (" + d.collection + ")" })));
+    if (chosen.length > NAMES_SHOWN) names.append(el("li", { class: "muted", textContent: "and " + (chosen.length - NAMES_SHOWN) + " more" }));
+    const ok = document.getElementById("bulk-confirm-ok");
+    ok.textContent = words.ok;
+    ok.className = action === "delete" ? "primary danger" : "primary";
+    dialog.returnValue = "";
+    dialog.onclose = () => { if (dialog.returnValue === "confirm") bulk(action, chosen); };
+    dialog.showModal();
+  }
+
+  async function bulk(action, chosen) {
+    say((action === "delete" ? "Deleting " : "Queuing ") + chosen.length + " document(s)…", false);
+    const response = await fetch(API + "/bulk", {
+      method: "POST",
+      headers: { "X-CSRFToken": csrf, Accept: "application/json", "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({ action, ids: chosen.map((d) => d.id) }),
+    });
+    if (!response.ok) {
+      say(BULK[action].ok + " failed (" + (await errorOf(response)) + ")", true);
+    } else {
+      const results = (await response.json()).results;
+      const names = new Map(chosen.map((d) => [d.id, d.name]));
+      const failed = results.filter((r) => !r.ok);
+      let message = (results.length - failed.length) + " of " + results.length + " " + BULK[action].done;
+      if (failed.length) message += "; not done: " + failed.slice(0, 5).map((r) => (names.get(r.id) || "#" + r.id) + " (" + r.error + ")").join("; ") + (failed.length > 5 ? "; …" : "");
+      say(message, failed.length > 0);
+      selected.clear();
+    }
+    refresh();
+  }
+
+  document.getElementById("bulk-reindex").addEventListener("click", () => confirmBulk("reindex"));
+  document.getElementById("bulk-delete").addEventListener("click", () => confirmBulk("delete"));
+  document.getElementById("bulk-clear").addEventListener("click", () => { selected.clear(); render(); });
+  selectPage.addEventListener("change", () => {
+    for (const doc of documents) if (selectPage.checked) selected.add(doc.id); else selected.delete(doc.id);
+    render();
+  });
 
   function take(files) {
     say("", false);
