@@ -10,7 +10,11 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from audit.services import audit_append
 
@@ -284,6 +288,51 @@ def user_roles_set(
     """Make ``user``'s roles exactly ``roles_`` (see `user_access_set`)."""
     user_access_set(user=user, roles_=roles_, by=by)
     return roles.roles_of(user)
+
+
+def user_password_link_issue(*, user: AbstractBaseUser, by: AbstractBaseUser | None) -> str:
+    """The path of a one-time link where ``user`` sets their own password (Django's password
+    reset token: void once used, once the password changes, or after PASSWORD_RESET_TIMEOUT).
+
+    There is no mail server, so the admin is shown the link and passes it on. A link to set a
+    password is a way into the account, so the admin site's limits hold: admins issue it,
+    a superuser's only a superuser; each one is recorded in the audit log."""
+    if by is not None:
+        if not roles.can_manage(by):
+            raise AccessDenied("only admins may issue a link to set a password")
+        if user.is_superuser and not (by.is_active and by.is_superuser):
+            raise AccessDenied("only a superuser may set a superuser's password")
+    if not user.is_active:
+        raise AccountError(f"user {user.get_username()!r} is inactive")
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    audit_append(
+        kind="user.password_link",
+        actor=by,
+        subject=f"user:{user.pk}",
+        payload={"user": user.get_username()},
+    )
+    return reverse("password_set", kwargs={"uidb64": uid, "token": token})
+
+
+def user_invite(
+    *,
+    username: str,
+    email: str = "",
+    roles_: Iterable[str] = (roles.STAFF,),
+    groups: Iterable[str] = (),
+    password: str | None = None,
+    by: AbstractBaseUser | None = None,
+) -> tuple[AbstractBaseUser, str | None]:
+    """`user_create` from the users page: with no password chosen, the new user gets a link to
+    set their own (returned, see `user_password_link_issue`) instead of a generated password
+    the admin would have to pass on in clear."""
+    with transaction.atomic():
+        user, _ = user_create(
+            username=username, roles_=roles_, groups=groups, password=password, email=email, by=by
+        )
+        link = None if password else user_password_link_issue(user=user, by=by)
+    return user, link
 
 
 def token_issue(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("audit/", include("audit.urls")),
     path("evaluation/", include("evaluation.urls")),
+    path("users/", include("accounts.urls")),
     path("api/v1/", build_api().urls),
     path("v1/", build_openai_api().urls),  # OpenAI-compatible, where OpenAI clients look
     path("", include("ingest.urls")),

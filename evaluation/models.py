@@ -5,6 +5,7 @@ regression shows up as a delta and, with ``--gate``, as a non-zero exit."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -52,3 +53,50 @@ class EvalRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.dataset} #{self.pk}"
+
+
+class EvalJob(models.Model):
+    """A run asked for on the Evaluation page and done by a Celery worker: its progress while it
+    runs (polled by the page), then the EvalRun it stored, or why it failed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=20, choices=EvalRun.Kind.choices)
+    dataset = models.CharField(max_length=100)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="The command's options, as the service takes them"
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(
+        max_length=300, blank=True, help_text="The latest progress line, as `eval` prints it"
+    )
+    error = models.TextField(blank=True, help_text="Why the run failed")
+    run = models.ForeignKey(
+        EvalRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.dataset} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.UNFINISHED

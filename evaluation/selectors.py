@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from .models import EvalRun
+from .models import EvalJob, EvalRun
 
 # What a run measured, as opposed to how the system under test was set up (retriever and
 # answering settings, which are exactly what a gate should catch changing; the model and the
@@ -25,3 +25,23 @@ def eval_run_latest(
 
 def _measured(parameters: dict) -> dict:
     return {key: value for key, value in parameters.items() if key not in SYSTEM_PARAMETERS}
+
+
+def eval_jobs_recent(*, limit: int = 10) -> list[EvalJob]:
+    """The runs last asked for on the page, newest first, with who asked (one query)."""
+    return list(EvalJob.objects.select_related("requested_by")[:limit])
+
+
+def eval_job_json(job: EvalJob) -> dict:
+    """What the page polls for while a run goes on."""
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "dataset": job.dataset,
+        "status": job.status,
+        "progress": job.progress,
+        "stage": job.stage,
+        "error": job.error,
+        "run_id": job.run_id,
+        "finished": job.is_finished,
+    }

@@ -8,17 +8,34 @@ baselines, with confidence intervals, is ``evaluation.gate``.)"""
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
 
 from rag import metrics
 from rag.retrieval import MODES, Retriever
 from rag.types import ScoredChunk
 
-from .datasets import Case, Log, _quiet, chunk_key, dataset_open
-from .models import EvalRun
+from .datasets import (
+    CISI,
+    FEEDBACK,
+    HALUEVAL_QA,
+    MANUALS,
+    Case,
+    DatasetError,
+    Log,
+    _quiet,
+    chunk_key,
+    dataset_open,
+)
+from .models import EvalJob, EvalRun
 from .selectors import eval_run_latest
 
 METRIC_KS = (1, 5, 10)
@@ -92,7 +109,7 @@ def retrieval_case_scores(
         for mode in modes:
             hits = retriever.search(case.query, k=k, collections=collections, mode=mode)
             rows[mode].append(case_score([key(hit) for hit in hits], case.relevant))
-        if done % 50 == 0 or done == len(cases):
+        if done % max(1, len(cases) // 20) == 0 or done == len(cases):  # every 5 %
             log(f"scored {done}/{len(cases)} questions")
     return rows
 
@@ -251,6 +268,106 @@ def run_store(
     )
     deltas = metric_deltas(metrics, previous.metrics) if previous else {}
     return EvalResult(run=run, previous=previous, deltas=deltas, gate=verdict)
+
+
+# --- runs asked for from the browser ------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+# The built-in datasets each kind takes (`eval` also takes a JSONL path, which the page does
+# not: a path typed into a web form would read the server's files).
+PAGE_DATASETS = {
+    EvalRun.Kind.RETRIEVAL: (HALUEVAL_QA, CISI, MANUALS, FEEDBACK),
+    EvalRun.Kind.ANSWERS: (HALUEVAL_QA,),
+}
+# Progress from the lines a run logs: "indexed 40/100 passages" while indexing (5-45 % of the
+# run) is 21 %. Never backwards: an answers run logs its positives, then its negatives.
+PROGRESS_PHASES = (
+    (re.compile(r"^indexed (\d+)/(\d+)"), 5, 45),
+    (re.compile(r"^scored (\d+)/(\d+)"), 45, 99),
+    (re.compile(r"^answered (\d+)/(\d+)"), 45, 75),
+    (re.compile(r"^negative (\d+)/(\d+)"), 75, 90),
+)
+PROGRESS_WRITE_INTERVAL = 1.0  # seconds between writes of a new stage at the same percentage
+
+
+def eval_job_request(
+    *, kind: str, dataset: str, options: dict, by: AbstractBaseUser | None = None
+) -> EvalJob:
+    """Queue an evaluation run (what `manage.py eval KIND --dataset DATASET` does, with
+    ``options`` as the service takes them) for a Celery worker, once the row is committed."""
+    if dataset not in PAGE_DATASETS.get(kind, ()):
+        allowed = ", ".join(PAGE_DATASETS.get(kind, ())) or "none"
+        raise EvaluationError(f"{kind} runs from the page take the datasets: {allowed}")
+    job = EvalJob.objects.create(kind=kind, dataset=dataset, options=options, requested_by=by)
+    from .tasks import eval_job_run_task  # the task module imports this one
+
+    def send() -> None:
+        try:
+            eval_job_run_task.delay(job.pk)
+        except Exception as exc:  # broker down: say so on the job instead of leaving it queued
+            logger.exception("could not queue evaluation job %s", job.pk)
+            eval_job_fail(job_id=job.pk, reason=f"could not reach the task queue ({exc})")
+
+    transaction.on_commit(send)
+    return job
+
+
+def eval_job_run(*, job_id: int) -> EvalJob:
+    """Do a queued run: the same service as the command, its progress lines written on the job
+    row as they come; a bad argument or dataset fails the job with the reason."""
+    from .answers import eval_answers_run  # answers imports this module
+
+    job = EvalJob.objects.get(pk=job_id)
+    if job.is_finished:  # a message delivered again after the run ended
+        return job
+    EvalJob.objects.filter(pk=job_id).update(
+        status=EvalJob.Status.RUNNING, started_at=timezone.now(), progress=0, stage="starting"
+    )
+    evaluate = eval_retrieval_run if job.kind == EvalRun.Kind.RETRIEVAL else eval_answers_run
+    try:
+        result = evaluate(dataset=job.dataset, log=_JobProgress(job_id), **job.options)
+    except (DatasetError, EvaluationError) as exc:
+        eval_job_fail(job_id=job_id, reason=str(exc))
+        return EvalJob.objects.get(pk=job_id)
+    gate = result.gate
+    verdict = "" if gate is None else (" · gate passed" if gate["passed"] else " · gate failed")
+    EvalJob.objects.filter(pk=job_id).update(
+        status=EvalJob.Status.DONE,
+        progress=100,
+        stage=f"stored run #{result.run.pk}{verdict}",
+        run=result.run,
+        finished_at=timezone.now(),
+    )
+    return EvalJob.objects.get(pk=job_id)
+
+
+def eval_job_fail(*, job_id: int, reason: str) -> None:
+    EvalJob.objects.filter(pk=job_id).update(
+        status=EvalJob.Status.FAILED, error=reason[:2000], finished_at=timezone.now()
+    )
+
+
+class _JobProgress:
+    """The ``log`` of a run done for the page: each line becomes the job's stage, and a line
+    that counts ("scored 20/50") its percentage."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id, self.progress, self.written = job_id, 0, 0.0
+
+    def __call__(self, message: str) -> None:
+        logger.info("evaluation job %s: %s", self.job_id, message)
+        progress = self.progress
+        for pattern, start, end in PROGRESS_PHASES:
+            found = pattern.match(message)
+            if found:
+                done, total = int(found[1]), max(int(found[2]), 1)
+                progress = max(progress, start + (end - start) * min(done, total) // total)
+        now = time.monotonic()
+        if progress == self.progress and now - self.written < PROGRESS_WRITE_INTERVAL:
+            return
+        self.progress, self.written = progress, now
+        EvalJob.objects.filter(pk=self.job_id).update(progress=progress, stage=message[:300])
 
 
 class _QueryCache:
