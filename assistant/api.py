@@ -15,7 +15,7 @@ from ninja.errors import HttpError
 from pydantic import ConfigDict, StrictBool, StrictInt, StrictStr
 
 from accounts import roles
-from config.api import ERRORS, MAX_ID, requires
+from config.api import ERRORS, MAX_ID, ErrorOut, requires
 
 from . import openai_compat, selectors, services
 from .models import Conversation, Message
@@ -31,7 +31,9 @@ openai_router = Router()
 class AskIn(Schema):
     """A field's description is also its 400's words: `"stream" must be true or false, …`."""
 
-    question: StrictStr = Field(description="a string: the question")
+    question: StrictStr | None = Field(
+        None, description="a string: the question (not needed with regenerate)"
+    )
     collection: StrictStr | None = Field(
         None, description="a collection slug (the one collection to search)"
     )
@@ -49,6 +51,16 @@ class AskIn(Schema):
     )
     stream: StrictBool = Field(
         False, description="true or false: answer with server-sent events as it is written"
+    )
+    regenerate: StrictBool = Field(
+        False,
+        description="true or false: answer the conversation's last question again (the answer "
+        "it replaces is kept, marked superseded)",
+    )
+    edit: StrictBool = Field(
+        False,
+        description="true or false: the question replaces the conversation's last question "
+        "(which steps aside with its answers)",
     )
 
 
@@ -99,7 +111,7 @@ SSE_DESCRIPTION = """With `"stream": true` the answer comes as server-sent event
 @router.post(
     "/ask",
     auth=requires(roles.can_ask, "asking questions"),
-    response={200: AskOut, **ERRORS},
+    response={200: AskOut, **ERRORS, 409: ErrorOut},
     summary="Ask a question of your documents",
     description=SSE_DESCRIPTION,
     url_name="api-ask",
@@ -117,15 +129,19 @@ def ask(request: HttpRequest, payload: AskIn):
     def events():
         return services.answer_stream(
             user=request.user,
-            question=payload.question,
+            question=payload.question or "",
             conversation=conversation,
             collections=collections,
             model_id=payload.model,
+            regenerate=payload.regenerate,
+            edit=payload.edit,
         )
 
     try:
         stream = events()
         first = next(stream)  # validation happens before the first event
+    except services.ConversationBusy as exc:
+        raise HttpError(409, str(exc)) from exc
     except services.QuestionError as exc:
         raise HttpError(400, str(exc)) from exc
 
@@ -141,6 +157,32 @@ def ask(request: HttpRequest, payload: AskIn):
         if event["event"] == "done":
             message = event["message_id"]
     return selectors.ask_json(Message.objects.get(pk=message))
+
+
+# --- POST /api/v1/conversations/<id>/stop -------------------------------------------------
+
+
+class StopOut(Schema):
+    conversation_id: int
+    stopped: bool = Field(
+        description="true: the answer being written stops and is recorded as stopped with "
+        "what it had written; false: none was being written"
+    )
+
+
+@router.post(
+    "/conversations/{int:conversation_id}/stop",
+    auth=requires(roles.can_ask, "asking questions"),
+    response={200: StopOut, **ERRORS},
+    summary="Stop the answer being written in a conversation",
+    url_name="api-conversation-stop",
+)
+def stop(request: HttpRequest, conversation_id: int):
+    conversation = Conversation.objects.filter(pk=conversation_id, user=request.user).first()
+    if conversation is None:
+        raise HttpError(404, "no such conversation")
+    stopped = services.answer_stop(user=request.user, conversation=conversation)
+    return {"conversation_id": conversation_id, "stopped": stopped}
 
 
 # --- POST /api/v1/messages/<id>/feedback ----------------------------------------------------

@@ -38,6 +38,7 @@ class Message(models.Model):
         INCOMPLETE = "incomplete"  # the stream broke: what arrived is kept, flagged
         ERROR = "error"  # no answer: the reason is in `error`
         REFUSED = "refused"  # the routing policy allows no model for this context
+        STOPPED = "stopped"  # the user stopped it: what was written until then is kept
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -75,6 +76,19 @@ class Message(models.Model):
     timings = models.JSONField(default=dict, blank=True, help_text="milliseconds")
     audit_seq = models.BigIntegerField(
         null=True, blank=True, help_text="this answer's record in the audit log"
+    )
+    # Regenerate and edit-and-resend never delete a turn (the audit log keeps every answer):
+    # the turns they replace are hidden from the chat and from the model's history instead.
+    superseded = models.BooleanField(
+        default=False, help_text="replaced by a regenerated answer or an edited question"
+    )
+    replaces = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replaced_by",
+        help_text="the answer or question this one replaces",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)

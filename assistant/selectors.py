@@ -37,6 +37,8 @@ def message_json(message: Message, *, readable: list[str] | None = None) -> dict
         "role": message.role,
         "content": message.content,
         "created_at": message.created_at.isoformat(),
+        "superseded": message.superseded,
+        "replaces": message.replaces_id,
     }
     if message.role == Message.Role.USER:
         return data

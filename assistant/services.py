@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -30,7 +30,7 @@ from rag.retrieval import content_first
 from rag.store import StoreLocked, StoreUnavailable
 from rag.types import Citation, CitationReport, Completion, Delta, Message, ScoredChunk
 
-from . import cache, llms
+from . import cache, inflight, llms
 from .models import CachedAnswer, Conversation, Feedback
 from .models import Message as Turn
 from .streaming import LiveVerdicts
@@ -61,34 +61,328 @@ class QuestionError(ValueError):
     """The question cannot be asked as given; the message says why."""
 
 
+class ConversationBusy(QuestionError):
+    """An answer is already being written in the conversation (one at a time)."""
+
+
 @dataclass
 class _Run:
-    """What one answer accumulates on its way; becomes the assistant Turn at the end."""
+    """The clock of one answer: laps per step, in milliseconds."""
 
     question: str
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
+    dropped_sources: int = 0  # found but below the relevance floor (for the pipeline's trace)
 
     def lap(self, name: str, since: float) -> None:
         self.timings[name] = round((time.perf_counter() - since) * 1000, 1)
 
 
+@dataclass
+class AnswerRecord:
+    """An assistant turn as it is recorded: the Message row (and from it the audit record),
+    filled in by the steps of `answer_stream`, each setting the fields it owns."""
+
+    # what was asked, of which model, over what
+    question: str
+    collections: list[str] | None
+    llm_id: str
+    provider: str
+    model: str
+    route: str
+    route_reason: str
+    # retrieve
+    standalone_query: str = ""
+    sources: list[dict] = field(default_factory=list)
+    # route
+    route_trace: dict = field(default_factory=dict)
+    # generate
+    prompt: list[dict] = field(default_factory=list)
+    template_version: str = ""
+    parameters: dict = field(default_factory=dict)
+    model_answer: str = ""
+    reasoning: str = ""
+    reasoning_source: str = ""
+    usage: dict = field(default_factory=dict)
+    # verify
+    citations: list[dict] = field(default_factory=list)
+    invalid_markers: list = field(default_factory=list)
+    uncited_sentences: list = field(default_factory=list)
+    # the outcome
+    status: str = ""
+    content: str = ""
+    error: str = ""
+    replaces: Turn | None = None  # the answer a regenerated one replaces
+
+    @classmethod
+    def begin(
+        cls, ask: _Ask, *, collections: list[str] | None, replaces: Turn | None
+    ) -> AnswerRecord:
+        choice = ask.choice
+        return cls(
+            question=ask.question,
+            collections=collections,
+            llm_id=choice.id,
+            provider=choice.llm.provider,
+            model=choice.llm.model,
+            route=choice.id,
+            route_reason=_route_reason(choice, ask.model_id),
+            replaces=replaces,
+        )
+
+    def decline(self, status: str, content: str, run: _Run, **changes) -> dict:
+        """No model answers (nothing found, navigation only, refused by the route): the
+        pipeline says why, and its own trace stands for the reasoning."""
+        for name, value in {"status": status, "content": content, **changes}.items():
+            setattr(self, name, value)
+        self.reasoning_source = "pipeline"
+        self.reasoning = _trace(self, run, prompt=None, completion=None)
+        return {"event": "answer", "text": content}
+
+    def columns(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """A checked request: the question, the model chosen and what it continues or replaces."""
+
+    question: str
+    choice: llms.ModelChoice
+    model_id: str | None
+    conversation: Conversation | None
+    regenerate: Turn | None = None  # the question whose answer is made again
+    edit: Turn | None = None  # the question replaced by ``question``
+
+
+@dataclass
+class _Thread:
+    """The conversation an answer is written in, and what the model is told of it."""
+
+    conversation: Conversation
+    question: Turn
+    history: list[Message]
+    claim: inflight.InFlight
+    replaces: Turn | None = None
+
+
 def answer_stream(
     *,
     user: AbstractBaseUser,
-    question: str,
+    question: str = "",
     conversation: Conversation | None = None,
     collections: Sequence[str] | None = None,
     model_id: str | None = None,
     unrestricted: bool = False,
+    regenerate: bool = False,
+    edit: bool = False,
 ) -> Iterator[dict]:
     """Yield events: ``start``, ``sources``, ``reasoning``/``answer`` pieces, then ``done`` with
     the recorded message (or ``error`` when not even the question could be recorded).
 
+    ``regenerate``: answer the conversation's last question again (``question`` unused); the
+    answer it replaces is kept, superseded. ``edit``: ``question`` replaces the conversation's
+    last question, which is kept with its answer, superseded. One answer at a time per
+    conversation: a Stop (`answer_stop`) ends it early, recorded as ``stopped``.
+
     Only collections ``user`` may read are searched (inside the Qdrant query), unless
     ``unrestricted`` (the command line, run by an operator who holds the data anyway).
-    Raises QuestionError before anything is recorded when the question or model is invalid.
+    Raises QuestionError (ConversationBusy) before anything is recorded when the question,
+    model or conversation is invalid (already answering).
     """
+    ask = _ask_check(
+        user=user,
+        question=question,
+        conversation=conversation,
+        model_id=model_id,
+        regenerate=regenerate,
+        edit=edit,
+    )
+    searchable = _searchable(user, collections, unrestricted=unrestricted)
+    thread = _thread_begin(user=user, ask=ask)
+    try:
+        yield {
+            "event": "start",
+            "conversation_id": thread.conversation.pk,
+            "question_id": thread.question.pk,
+            "model": ask.choice.id,
+        }
+        record = AnswerRecord.begin(ask, collections=searchable, replaces=thread.replaces)
+        yield from _answer(record, ask=ask, thread=thread, run=_Run(question=ask.question))
+    finally:
+        thread.claim.release()
+
+
+def _answer(record: AnswerRecord, *, ask: _Ask, thread: _Thread, run: _Run) -> Iterator[dict]:
+    """retrieve -> route -> generate -> verify -> record; every way out records the turn."""
+    conversation, stop = thread.conversation, thread.claim.stop_requested
+    try:
+        record.standalone_query = query = prompting.condense_question(
+            question=ask.question,
+            history=thread.history,
+            cited_sections=_cited_sections(conversation, before=thread.question)
+            if thread.history
+            else (),
+        )
+        # A follow-up's meaning depends on its conversation, and Regenerate asks for a new
+        # answer: neither is served from the cache.
+        vector = None
+        if not thread.history and ask.regenerate is None:
+            vector = cache.question_vector(query)
+            hit = cache.cache_lookup(
+                vector=vector,
+                collections=record.collections,
+                llm_id=ask.choice.id,
+                question=ask.question,
+                requested=ask.model_id,
+            )
+            if hit is not None:
+                yield from _serve_cached(*hit, record=record, thread=thread, run=run)
+                return
+
+        sources, found = _retrieve(record, query=query, run=run)
+        yield {"event": "sources", "query": query, "sources": record.sources}
+        if not sources:
+            yield record.decline(Turn.Status.NO_SOURCES, _nothing_found(query, found), run)
+            yield _record(record, thread=thread, run=run)
+            return
+        if not any(s.kind == "content" for s in sources):
+            # Only contents or index pages matched: they name the topic but explain nothing,
+            # and they are never given to a model or quoted.
+            yield record.decline(Turn.Status.WITHHELD, NAVIGATION_ONLY_TEXT, run)
+            yield _record(record, thread=thread, run=run)
+            return
+
+        decision = _route(question=ask.question, sources=sources, requested=ask.model_id)
+        record.route_reason = "; ".join(decision.reasons)
+        record.route_trace = {"decision": decision.as_record(), "generations": []}
+        if decision.refused:
+            yield record.decline(Turn.Status.REFUSED, decision.refused, run, route="refused")
+            yield _record(record, thread=thread, run=run)
+            return
+        if stop():
+            yield record.decline(Turn.Status.STOPPED, STOPPED_BEFORE_TEXT, run)
+            yield _record(record, thread=thread, run=run)
+            return
+
+        began = time.perf_counter()
+        result = yield from _generate(
+            decision.chain,
+            question=ask.question,
+            query=query,
+            sources=sources,
+            history=thread.history,
+            run=run,
+            stop=stop,
+        )
+        if decision.escalate_to:
+            result = yield from _escalate(
+                result, record, to=decision.escalate_to, ask=ask, query=query,
+                sources=sources, thread=thread, run=run,
+            )  # fmt: skip
+        run.lap("llm", began)
+        result.fill(record, run)
+        done = _record(record, thread=thread, run=run)
+        if vector is not None:
+            message = Turn.objects.get(pk=done["message_id"])
+            cache.cache_store(message=message, vector=vector, collections=record.collections)
+        yield done
+
+    except (StoreUnavailable, StoreLocked) as exc:
+        record.status, record.error = Turn.Status.ERROR, f"search is unavailable: {exc}"
+        yield _record(record, thread=thread, run=run)
+    except Exception as exc:  # a bug must still leave a record and a message, not a 500
+        logger.exception("answering failed")
+        record.status = Turn.Status.ERROR
+        record.error = f"internal error ({type(exc).__name__}: {exc})"
+        yield _record(record, thread=thread, run=run)
+
+
+def _retrieve(
+    record: AnswerRecord, *, query: str, run: _Run
+) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+    """The passages above the relevance floor (content first, so the passages a model is given
+    are [1]..[m] of the sources listed and its markers number the passages the user sees) and
+    everything found. With none above the floor, the closest are listed all the same, marked,
+    and given to no model."""
+    began = time.perf_counter()
+    found = content_first(
+        get_retriever().search(query, k=settings.ANSWER_TOP_K, collections=record.collections)
+    )
+    run.lap("retrieve", began)
+    sources = [s for s in found if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE]
+    run.dropped_sources = len(found) - len(sources)
+    if sources:
+        record.sources = [_source_json(n, s) for n, s in enumerate(sources, 1)]
+    else:
+        closest = sorted(found, key=lambda s: -(s.dense_score or 0.0))[:NO_SOURCES_LISTED]
+        record.sources = [_source_json(n, s, below_floor=True) for n, s in enumerate(closest, 1)]
+    return sources, found
+
+
+def _escalate(
+    first: _Generation,
+    record: AnswerRecord,
+    *,
+    to: str,
+    ask: _Ask,
+    query: str,
+    sources: Sequence[ScoredChunk],
+    thread: _Thread,
+    run: _Run,
+):
+    """Ask ``to`` again when the internal model's answer is not grounded (rag.routing)."""
+    if first.completion is None:
+        return first
+    escalate, why = routing.should_escalate(
+        status=first.status,
+        # the model's own answer is judged, not the quotes that replaced it
+        has_unsupported=(first.model_report or first.report).has_unsupported,
+        abstained=first.status == Turn.Status.ABSTAINED,
+        relevant_sources=len(sources),
+    )
+    if not escalate:
+        return first
+    yield {"event": "escalate", "to": to, "reason": why}
+    second = yield from _generate(
+        (to,),
+        question=ask.question,
+        query=query,
+        sources=sources,
+        history=thread.history,
+        run=run,
+        stop=thread.claim.stop_requested,
+    )
+    record.route_trace["escalation"] = {"reason": why, "from": first.summary(), "to": to}
+    if second.completion is not None or second.status == Turn.Status.STOPPED:
+        record.route_reason += f"; escalated to {to}: {why}"
+        return second
+    record.route_reason += f"; escalation to {to} failed ({second.error}), the first answer stands"
+    return first.with_generations(first.generations + second.generations)
+
+
+def _ask_check(
+    *,
+    user: AbstractBaseUser,
+    question: str,
+    conversation: Conversation | None,
+    model_id: str | None,
+    regenerate: bool,
+    edit: bool,
+) -> _Ask:
+    if conversation is not None and conversation.user_id != user.pk:
+        raise QuestionError("no such conversation")
+    last = None
+    if regenerate or edit:
+        if regenerate and edit:
+            raise QuestionError("regenerate or edit, not both")
+        if conversation is None:
+            raise QuestionError("regenerate and edit need the conversation (conversation_id)")
+        last = _last_question(conversation)
+        if last is None:
+            raise QuestionError("the conversation has no question to answer again")
+        if regenerate:
+            question = last.content
     question = (question or "").strip()
     if not question:
         raise QuestionError("the question is empty")
@@ -101,164 +395,70 @@ def answer_stream(
         choice = llms.model_get(model_id)
     except llms.UnknownModel as exc:
         raise QuestionError(str(exc)) from exc
-    if conversation is not None and conversation.user_id != user.pk:
-        raise QuestionError("no such conversation")
+    return _Ask(
+        question=question,
+        choice=choice,
+        model_id=model_id,
+        conversation=conversation,
+        regenerate=last if regenerate else None,
+        edit=last if edit else None,
+    )
 
-    run = _Run(question=question)
-    collections = _searchable(user, collections, unrestricted=unrestricted)
-    conversation, history = _conversation_for(user=user, conversation=conversation, first=question)
-    Turn.objects.create(conversation=conversation, role=Turn.Role.USER, content=question)
-    yield {"event": "start", "conversation_id": conversation.pk, "model": choice.id}
 
-    record: dict = {
-        "question": question,
-        "collections": collections,
-        "llm_id": choice.id,
-        "provider": choice.llm.provider,
-        "model": choice.llm.model,
-        "route": choice.id,
-        "route_reason": _route_reason(choice, model_id),
-    }
+def _thread_begin(*, user: AbstractBaseUser, ask: _Ask) -> _Thread:
+    """Claim the conversation for this answer (a new one for a first question) and record the
+    question: a new turn, or for Regenerate the last one, whose answer the new one replaces."""
+    conversation = ask.conversation
+    if conversation is None:
+        title = " ".join(ask.question.split())
+        title = title if len(title) <= 80 else title[:79] + "…"
+        conversation = Conversation.objects.create(user=user, title=title)
     try:
-        # --- retrieve --------------------------------------------------------------------
-        query = prompting.condense_question(
-            question=question,
-            history=history,
-            cited_sections=_cited_sections(conversation) if history else (),
-        )
-        record["standalone_query"] = query
-        vector = None
-        if not history:  # a follow-up's meaning depends on its conversation: never cached
-            vector = cache.question_vector(query)
-            hit = cache.cache_lookup(
-                vector=vector,
-                collections=collections,
-                llm_id=choice.id,
-                question=question,
-                requested=model_id,
-            )
-            if hit is not None:
-                yield from _serve_cached(*hit, conversation=conversation, record=record, run=run)
-                return
-        k = settings.ANSWER_TOP_K  # the offline model is given fewer of them, see _generate
-        began = time.perf_counter()
-        # Content first, so the passages a model is given are [1]..[m] of the sources listed
-        # and its markers number the same passages the user sees (navigation comes last).
-        found = content_first(get_retriever().search(query, k=k, collections=collections))
-        run.lap("retrieve", began)
-        sources = [s for s in found if (s.dense_score or 0.0) >= settings.ANSWER_MIN_RELEVANCE]
-        record["dropped_sources"] = len(found) - len(sources)
-        if sources:
-            record["sources"] = [_source_json(n, s) for n, s in enumerate(sources, 1)]
-        else:  # the closest passages are listed all the same, marked, and given to no model
-            closest = sorted(found, key=lambda s: -(s.dense_score or 0.0))[:NO_SOURCES_LISTED]
-            record["sources"] = [
-                _source_json(n, s, below_floor=True) for n, s in enumerate(closest, 1)
-            ]
-        yield {"event": "sources", "query": query, "sources": record["sources"]}
-
-        if not sources:
-            record.update(status=Turn.Status.NO_SOURCES, content=_nothing_found(query, found))
-            record["reasoning"] = _trace(record, run, prompt=None, completion=None)
-            record["reasoning_source"] = "pipeline"
-            yield {"event": "answer", "text": record["content"]}
-            yield _done(conversation, record, run)
-            return
-        if not any(s.kind == "content" for s in sources):
-            # Only contents or index pages matched: they name the topic but explain nothing,
-            # and they are never given to a model or quoted.
-            record.update(status=Turn.Status.WITHHELD, content=NAVIGATION_ONLY_TEXT)
-            record["reasoning"] = _trace(record, run, prompt=None, completion=None)
-            record["reasoning_source"] = "pipeline"
-            yield {"event": "answer", "text": record["content"]}
-            yield _done(conversation, record, run)
-            return
-
-        # --- route -------------------------------------------------------------------------
-        decision = _route(question=question, sources=sources, requested=model_id)
-        record["route_reason"] = "; ".join(decision.reasons)
-        record["route_trace"] = {"decision": decision.as_record(), "generations": []}
-        if decision.refused:
-            record.update(
-                status=Turn.Status.REFUSED,
-                route="refused",
-                content=decision.refused,
-                reasoning_source="pipeline",
-            )
-            record["reasoning"] = _trace(record, run, prompt=None, completion=None)
-            yield {"event": "answer", "text": decision.refused}
-            yield _done(conversation, record, run)
-            return
-
-        # --- prompt, complete (retries, fallback), verify ------------------------------------
-        began = time.perf_counter()
-        result = yield from _generate(
-            decision.chain,
-            question=question,
-            query=query,
-            sources=sources,
-            history=history,
-            run=run,
-        )
-        if decision.escalate_to and result.completion is not None:
-            escalate, why = routing.should_escalate(
-                status=result.status,
-                # the model's own answer is judged, not the quotes that replaced it
-                has_unsupported=(result.model_report or result.report).has_unsupported,
-                abstained=result.status == Turn.Status.ABSTAINED,
-                relevant_sources=len(sources),
-            )
-            if escalate:
-                yield {"event": "escalate", "to": decision.escalate_to, "reason": why}
-                first = result
-                second = yield from _generate(
-                    (decision.escalate_to,),
-                    question=question,
-                    query=query,
-                    sources=sources,
-                    history=history,
-                    run=run,
+        claim = inflight.InFlight.claim(conversation.pk)
+    except inflight.Busy:
+        raise ConversationBusy(
+            "an answer is already being written in this conversation: wait for it or stop it"
+        ) from None
+    try:
+        replaces = None
+        if ask.regenerate is not None:
+            question = ask.regenerate
+            replaces = (
+                conversation.messages.filter(
+                    role=Turn.Role.ASSISTANT, superseded=False, pk__gt=question.pk
                 )
-                record["route_trace"]["escalation"] = {
-                    "reason": why,
-                    "from": first.summary(),
-                    "to": decision.escalate_to,
-                }
-                if second.completion is not None:
-                    result = second
-                    record["route_reason"] += f"; escalated to {decision.escalate_to}: {why}"
-                else:
-                    record["route_reason"] += (
-                        f"; escalation to {decision.escalate_to} failed ({second.error}), "
-                        "the first answer stands"
-                    )
-                    result = first.with_generations(first.generations + second.generations)
-        run.lap("llm", began)
-        record["route_trace"]["generations"] = result.generations
-        record.update(result.record_fields())
-        if result.completion is not None:
-            if result.completion.reasoning.strip():
-                record.update(reasoning=result.completion.reasoning, reasoning_source="model")
-            else:
-                record["reasoning_source"] = "pipeline"
-                record["reasoning"] = _trace(
-                    record, run, prompt=result.prompt, completion=result.completion
+                .order_by("-pk")
+                .first()
+            )
+        else:
+            with transaction.atomic():
+                if ask.edit is not None:  # the edited question and its answers step aside
+                    conversation.messages.filter(pk__gte=ask.edit.pk).update(superseded=True)
+                question = Turn.objects.create(
+                    conversation=conversation,
+                    role=Turn.Role.USER,
+                    content=ask.question,
+                    replaces=ask.edit,
                 )
-        done = _done(conversation, record, run)
-        if vector is not None:
-            message = Turn.objects.get(pk=done["message_id"])
-            cache.cache_store(message=message, vector=vector, collections=collections)
-        yield done
+        history = _history(conversation, before=question)
+    except BaseException:
+        claim.release()
+        raise
+    return _Thread(
+        conversation=conversation, question=question, history=history, claim=claim,
+        replaces=replaces,
+    )  # fmt: skip
 
-    except (StoreUnavailable, StoreLocked) as exc:
-        record.update(status=Turn.Status.ERROR, error=f"search is unavailable: {exc}")
-        yield _done(conversation, record, run)
-    except Exception as exc:  # a bug must still leave a record and a message, not a 500
-        logger.exception("answering failed")
-        record.update(
-            status=Turn.Status.ERROR, error=f"internal error ({type(exc).__name__}: {exc})"
-        )
-        yield _done(conversation, record, run)
+
+def answer_stop(*, user: AbstractBaseUser, conversation: Conversation) -> bool:
+    """Stop the answer being written in ``conversation`` (it is recorded as ``stopped`` with
+    what was written so far); False when none is being written."""
+    if conversation.user_id != user.pk:
+        raise QuestionError("no such conversation")
+    return inflight.stop_request(conversation.pk)
+
+
+STOPPED_BEFORE_TEXT = "Stopped before an answer was written."
 
 
 @dataclass
@@ -289,35 +489,34 @@ class _Generation:
         self.generations = generations
         return self
 
-    def record_fields(self) -> dict:
-        fields = {
-            "llm_id": self.choice.id,
-            "provider": self.choice.llm.provider,
-            "route": self.choice.id,
-            "template_version": self.prompt.template_version,
-            "prompt": [{"role": m.role, "content": m.content} for m in self.prompt.messages],
-            "parameters": self.parameters,
-            "status": self.status,
-            "content": self.content,
-            "error": self.error,
-        }
-        if self.completion is None:
-            return {
-                **fields,
-                "model_answer": self.partial.get("answer", ""),
-                "reasoning": self.partial.get("reasoning", ""),
-                "reasoning_source": "model",
-            }
-        usage = _usage_json(self.completion)
-        return {
-            **fields,
-            "model": self.completion.model or self.choice.llm.model,
-            "model_answer": self.completion.answer,
-            "usage": {**usage, "cost": self.choice.cost(usage)},
-            "citations": [_citation_json(c) for c in self.report.citations],
-            "invalid_markers": list(self.report.invalid_markers),
-            "uncited_sentences": list(self.report.uncited_sentences),
-        }
+    def fill(self, record: AnswerRecord, run: _Run) -> None:
+        """Set what this generation decided on the answer's record."""
+        record.route_trace["generations"] = self.generations
+        record.llm_id = record.route = self.choice.id
+        record.provider = self.choice.llm.provider
+        record.template_version = self.prompt.template_version
+        record.prompt = [{"role": m.role, "content": m.content} for m in self.prompt.messages]
+        record.parameters = self.parameters
+        record.status, record.content, record.error = self.status, self.content, self.error
+        if self.report is not None:  # the whole answer's, or what was written before a Stop
+            record.citations = [_citation_json(c) for c in self.report.citations]
+            record.invalid_markers = list(self.report.invalid_markers)
+            record.uncited_sentences = list(self.report.uncited_sentences)
+        completion = self.completion
+        if completion is None:
+            record.model_answer = self.partial.get("answer", "")
+            record.reasoning = self.partial.get("reasoning", "")
+            record.reasoning_source = "model"
+            return
+        usage = _usage_json(completion)
+        record.model = completion.model or self.choice.llm.model
+        record.model_answer = completion.answer
+        record.usage = {**usage, "cost": self.choice.cost(usage)}
+        if completion.reasoning.strip():
+            record.reasoning, record.reasoning_source = completion.reasoning, "model"
+        else:
+            record.reasoning_source = "pipeline"
+            record.reasoning = _trace(record, run, prompt=self.prompt, completion=completion)
 
 
 def _generate(
@@ -329,6 +528,7 @@ def _generate(
     run: _Run,
     query: str | None = None,
     live_verdicts: bool = True,
+    stop: Callable[[], bool] | None = None,
 ):
     """Ask the chain's first model (retries, then fallbacks down the chain), stream its pieces,
     then judge the answer. Returns a _Generation; a model error is kept on it, not raised.
@@ -336,7 +536,9 @@ def _generate(
 
     ``sources`` are the numbered sources, content first; navigation passages (contents, index)
     are never given to the model. ``query`` (default: the question) is the standalone query, a
-    follow-up with its subject: what an extractive answer's sentences are chosen for."""
+    follow-up with its subject: what an extractive answer's sentences are chosen for.
+    ``stop``: polled while the model writes; when it says so, the model is no longer asked
+    (its stream is closed) and what it wrote is kept, status ``stopped``."""
     choices = [llms.model_get(model_id) for model_id in chain]
     primary = choices[0]
     local = primary.llm.provider == "local"
@@ -361,8 +563,13 @@ def _generate(
     # Each cited sentence is judged as soon as the next one starts, so the reader sees which
     # claims hold up while the answer is still provisional (the `verdict` events).
     live = LiveVerdicts(sources=used, embedder=get_embedder()) if live_verdicts else None
+    stopped = False
     try:
         for piece in pieces:
+            if stop is not None and stop():
+                stopped = True
+                pieces.close()  # ends the HTTP stream or the local model's decoding loop
+                break
             if isinstance(piece, Delta):
                 if "first_token" not in run.timings and (piece.answer or piece.reasoning):
                     run.lap("first_token", run.started)
@@ -386,6 +593,8 @@ def _generate(
         result.generations[0]["pii_redacted"] = redacted  # kinds and digests, never values
     if trace.answered_by:
         result.choice = llms.model_get(trace.answered_by)
+    if stopped:
+        return _stopped(result, streamed, sources=used)
     if result.completion is None:
         return result
 
@@ -416,50 +625,60 @@ def _generate(
     return result
 
 
-def _serve_cached(entry, similarity: float, *, conversation, record: dict, run: _Run):
+def _stopped(result: _Generation, streamed: dict, *, sources) -> _Generation:
+    """The user pressed Stop: what the model wrote until then is the answer, its citations
+    verified as far as it got."""
+    result.partial = {k: "".join(v) for k, v in streamed.items()}
+    result.status = Turn.Status.STOPPED
+    result.content = result.partial["answer"].strip() or STOPPED_BEFORE_TEXT
+    result.completion = None
+    result.generations[0]["stopped"] = True
+    if result.partial["answer"].strip():
+        result.report = verifier.verify_citations(
+            answer=result.partial["answer"], sources=sources, embedder=get_embedder()
+        )
+    return result
+
+
+def _serve_cached(entry, similarity: float, *, record: AnswerRecord, thread: _Thread, run: _Run):
     """The verified answer to the same question over the same documents, recorded anew."""
     cached = entry.message
     CachedAnswer.objects.filter(pk=entry.pk).update(hits=F("hits") + 1)
     run.lap("cache", run.started)
-    record.update(
-        {
-            field: getattr(cached, field)
-            for field in (
-                "sources",
-                "citations",
-                "invalid_markers",
-                "uncited_sentences",
-                "content",
-                "model_answer",
-                "reasoning",
-                "reasoning_source",
-                "llm_id",
-                "provider",
-                "model",
-                "template_version",
-                "status",
-            )
-        },  # fmt: skip
-        route="cache",
-        route_reason=(
-            f"served from the cache: answer #{cached.audit_seq} to {entry.question!r} "
-            f"(similarity {similarity:.3f}, same readable collections, documents unchanged)"
-        ),
-        route_trace={
-            "cache_hit": {
-                "answer_seq": cached.audit_seq,
-                "message_id": cached.pk,
-                "similarity": round(similarity, 4),
-            }
-        },
+    for name in CACHED_FIELDS:
+        setattr(record, name, getattr(cached, name))
+    record.route = "cache"
+    record.route_reason = (
+        f"served from the cache: answer #{cached.audit_seq} to {entry.question!r} "
+        f"(similarity {similarity:.3f}, same readable collections, documents unchanged)"
     )
-    yield {
-        "event": "sources",
-        "query": record.get("standalone_query", ""),
-        "sources": cached.sources,
+    record.route_trace = {
+        "cache_hit": {
+            "answer_seq": cached.audit_seq,
+            "message_id": cached.pk,
+            "similarity": round(similarity, 4),
+        }
     }
+    yield {"event": "sources", "query": record.standalone_query, "sources": cached.sources}
     yield {"event": "answer", "text": cached.content}
-    yield _done(conversation, record, run)
+    yield _record(record, thread=thread, run=run)
+
+
+CACHED_FIELDS = (  # what a cache hit copies from the answer it serves again
+    "sources",
+    "citations",
+    "invalid_markers",
+    "uncited_sentences",
+    "content",
+    "model_answer",
+    "reasoning",
+    "reasoning_source",
+    "llm_id",
+    "provider",
+    "model",
+    "template_version",
+    "status",
+)
 
 
 def _route(*, question: str, sources: Sequence[ScoredChunk], requested: str | None):
@@ -608,26 +827,28 @@ def feedback_give(
 # ---------------------------------------------------------------------------------------------
 
 
-def _conversation_for(
-    *, user: AbstractBaseUser, conversation: Conversation | None, first: str
-) -> tuple[Conversation, list[Message]]:
-    if conversation is None:
-        title = " ".join(first.split())
-        title = title if len(title) <= 80 else title[:79] + "…"
-        return Conversation.objects.create(user=user, title=title), []
-    earlier = list(
-        conversation.messages.exclude(content="").order_by("-created_at", "-id")[:HISTORY_TURNS]
+def _last_question(conversation: Conversation) -> Turn | None:
+    return (
+        conversation.messages.filter(role=Turn.Role.USER, superseded=False).order_by("-pk").first()
     )
-    history = [Message(role=m.role, content=m.content) for m in reversed(earlier)]
-    return conversation, history
 
 
-def _cited_sections(conversation: Conversation) -> list[tuple[str, ...]]:
-    """The section paths of the passages the conversation's last answer cited, in citation
+def _history(conversation: Conversation, *, before: Turn) -> list[Message]:
+    """The turns before ``before`` the model is told of (superseded ones are not)."""
+    earlier = list(
+        conversation.messages.filter(pk__lt=before.pk, superseded=False)
+        .exclude(content="")
+        .order_by("-pk")[:HISTORY_TURNS]
+    )
+    return [Message(role=m.role, content=m.content) for m in reversed(earlier)]
+
+
+def _cited_sections(conversation: Conversation, *, before: Turn) -> list[tuple[str, ...]]:
+    """The section paths of the passages the answer before ``before`` cited, in citation
     order: what a follow-up's "it" most likely refers to."""
     last = (
-        conversation.messages.filter(role=Turn.Role.ASSISTANT)
-        .order_by("-created_at", "-id")
+        conversation.messages.filter(role=Turn.Role.ASSISTANT, superseded=False, pk__lt=before.pk)
+        .order_by("-pk")
         .first()
     )
     if last is None:
@@ -679,16 +900,19 @@ def _route_reason(choice: llms.ModelChoice, requested: str | None) -> str:
     return f"default model: {choice.label}"
 
 
-def _done(conversation: Conversation, record: dict, run: _Run) -> dict:
+def _record(record: AnswerRecord, *, thread: _Thread, run: _Run) -> dict:
+    """Store the turn and its audit record (one transaction), and say it is done."""
     run.lap("total", run.started)
-    record.pop("dropped_sources", None)
+    conversation = thread.conversation
     with transaction.atomic():
         turn = Turn.objects.create(
             conversation=conversation,
             role=Turn.Role.ASSISTANT,
             timings=dict(run.timings),
-            **record,
+            **record.columns(),
         )
+        if record.replaces is not None:  # a regenerated answer: the one it replaces steps aside
+            Turn.objects.filter(pk=record.replaces.pk).update(superseded=True)
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=turn.created_at)
         # The audit record is written in the same transaction, last (it locks the chain head):
         # an answer exists in the chat if and only if it exists in the audit log.
@@ -735,6 +959,7 @@ def _audit_payload(turn: Turn) -> dict:
         "has_unsupported": turn.has_unsupported,
         "abstained": turn.status == Turn.Status.ABSTAINED,
         "reasoning_source": turn.reasoning_source,
+        **({"replaces": turn.replaces_id} if turn.replaces_id else {}),
     }
 
 
@@ -870,17 +1095,17 @@ def _extractive_answer(
     return "\n".join(lines).strip(), CitationReport(citations=tuple(citations))
 
 
-def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) -> str:
+def _trace(record: AnswerRecord, run: _Run, *, prompt, completion: Completion | None) -> str:
     """The pipeline's own account, shown when the model gives no reasoning of its own."""
     lines = ["Pipeline trace (the model gave no reasoning of its own).", ""]
-    lines.append(f"Standalone query: {record.get('standalone_query', '')!r}")
-    searched = record.get("collections")
+    lines.append(f"Standalone query: {record.standalone_query!r}")
+    searched = record.collections
     lines.append(f"Collections searched: {', '.join(searched) if searched else 'all'}")
-    sources = record.get("sources", [])
+    sources = record.sources
     relevant = [s for s in sources if not s.get("below_floor")]
     lines.append(
         f"Retrieved {len(relevant)} relevant passage(s), hybrid dense + BM25 fused by reciprocal "
-        f"rank; {record.get('dropped_sources', 0)} below the relevance floor "
+        f"rank; {run.dropped_sources} below the relevance floor "
         f"{settings.ANSWER_MIN_RELEVANCE} dropped"
         + (
             f" ({len(sources) - len(relevant)} closest listed)."
@@ -916,13 +1141,13 @@ def _trace(record: dict, run: _Run, *, prompt, completion: Completion | None) ->
             f"Model: {completion.model} ({completion.provider}), {usage.prompt_tokens} tokens "
             f"in, {usage.completion_tokens} out, finish: {completion.finish_reason}"
         )
-    if record.get("status") == Turn.Status.EXTRACTIVE:
+    if record.status == Turn.Status.EXTRACTIVE:
         lines.append(
             "Verification: the model's answer had unsupported or missing citations, so the "
             "sentences of the passages that best answer the standalone query are quoted "
             "instead (verdict: quoted). The model wrote:"
         )
-        lines.append("  " + (record.get("model_answer") or "(nothing)").replace("\n", "\n  "))
+        lines.append("  " + (record.model_answer or "(nothing)").replace("\n", "\n  "))
     timings = ", ".join(f"{name} {ms:,.0f} ms" for name, ms in run.timings.items())
     lines.append(f"Timings so far: {timings}")
     return "\n".join(lines)

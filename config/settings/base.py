@@ -383,6 +383,21 @@ EMBEDDED_WORKER = (
     else CELERY_BROKER_URL.startswith("filesystem://")
 )
 
+# --- shared state between web processes -----------------------------------------------------------
+# Django's cache holds what every web process must see alike: which conversation has an answer
+# being written and the Stop button's flag (assistant/inflight.py). Default: Redis when the broker
+# is Redis (production), else this process's memory (the embedded default serves from one process).
+CACHES = {
+    "default": env.cache_url_config(
+        _set("CACHE_URL")
+        or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "locmemcache://")
+    )
+}
+CACHES["default"].setdefault("KEY_PREFIX", "rag")
+# An answer's claim on its conversation expires this long after the answer last renewed it
+# (it renews it while it works): what a crashed process's answer blocks the conversation for.
+ANSWER_LOCK_SECONDS = env.int("ANSWER_LOCK_SECONDS", default=120)
+
 # --- first admin (make run) ---------------------------------------------------------------------
 ADMIN_USERNAME = env.str("ADMIN_USERNAME", default="admin")
 ADMIN_PASSWORD = env.str("ADMIN_PASSWORD", default="")
