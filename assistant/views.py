@@ -11,6 +11,7 @@ from ingest import selectors as documents
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import llms, selectors, services
+from .highlight import passage_html
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -32,7 +33,10 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
             raise Http404("no such conversation")
     readable = documents.readable_collection_slugs(request.user)
     messages = (
-        [selectors.message_json(m, readable=readable) for m in conversation.messages.all()]
+        [
+            selectors.message_json(m, readable=readable)
+            for m in conversation.messages.filter(superseded=False)
+        ]
         if conversation
         else []
     )
@@ -79,13 +83,18 @@ def search(request: HttpRequest) -> HttpResponse:
     if query:
         started = time.perf_counter()
         try:
-            readable = documents.readable_collection_slugs(request.user)
-            wanted = [collection] if collection else readable
-            if readable is not None and wanted is not None:
-                wanted = [c for c in wanted if c in readable]
-            results = get_retriever().search(query, k=settings.SEARCH_TOP_K, collections=wanted)
+            wanted = documents.searchable_collections(
+                request.user, [collection] if collection else None
+            )
+            hits = get_retriever().search(query, k=settings.SEARCH_TOP_K, collections=wanted)
         except (StoreUnavailable, StoreLocked) as exc:
             error = f"search is unavailable: {exc}"
+        else:
+            # shown as clean text with the words BM25 matched marked (display only)
+            results = [
+                (hit, passage_html(hit.text, query, language=settings.BM25_LANGUAGE))
+                for hit in hits
+            ]
         latency_ms = round((time.perf_counter() - started) * 1000)
     return render(
         request,

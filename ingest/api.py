@@ -45,10 +45,7 @@ def _readable_document(request: HttpRequest, document_id: int) -> Document:
 @require_http_methods(["GET", "POST"])
 def documents(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
-        listed = selectors.document_list(
-            collection=request.GET.get("collection") or None, user=request.user
-        )
-        return JsonResponse({"documents": [selectors.document_json(d) for d in listed]})
+        return _documents_list(request)
 
     if denied := _require_admin(request):
         return denied
@@ -72,6 +69,71 @@ def documents(request: HttpRequest) -> JsonResponse:
         for upload in files
     ]
     return JsonResponse({"documents": [selectors.document_json(d) for d in created]}, status=202)
+
+
+def _documents_list(request: HttpRequest) -> JsonResponse:
+    """?collection=&status=&q= filter; ?page=&page_size= page, adding total/page/page_size.
+    Without page or page_size: the 500 newest, as {"documents"} alone (what scripts read)."""
+    params = request.GET
+    status = params.get("status") or None
+    if status is not None and status not in selectors.STATUS_FILTERS:
+        return _error(400, f'"status" must be one of {", ".join(selectors.STATUS_FILTERS)}')
+    filters = {
+        "collection": params.get("collection") or None,
+        "status": status,
+        "name": params.get("q") or None,
+    }
+    if "page" not in params and "page_size" not in params:
+        listed = selectors.document_list(**filters, user=request.user)
+        return JsonResponse({"documents": [selectors.document_json(d) for d in listed]})
+    page, size = params.get("page", "1"), params.get("page_size", str(selectors.PAGE_SIZE))
+    if not (page.isdigit() and size.isdigit() and int(page) > 0):
+        return _error(400, '"page" and "page_size" must be positive integers')
+    if not 0 < int(size) <= selectors.PAGE_SIZE_MAX:
+        return _error(400, f'"page_size" must be from 1 to {selectors.PAGE_SIZE_MAX}')
+    shown = selectors.document_page(
+        **filters, user=request.user, page=int(page), page_size=int(size)
+    )
+    return JsonResponse(
+        {
+            "documents": [
+                selectors.document_json(d, queue=shown.queue.get(d.pk)) for d in shown.documents
+            ],
+            "total": shown.total,
+            "page": shown.page,
+            "page_size": shown.page_size,
+        }
+    )
+
+
+@api_login_required
+@require_POST
+def documents_bulk(request: HttpRequest) -> JsonResponse:
+    """POST {"action": "reindex"|"delete", "ids": [...]} -> {"results": [{"id", "ok",
+    "status"?, "error"?}]}, one per id in the order sent; each done as its single request."""
+    if denied := _require_admin(request):
+        return denied
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be JSON")
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not (isinstance(ids, list) and ids and all(type(i) is int for i in ids)):
+        return _error(400, '"ids" must be a non-empty list of document ids')
+    try:
+        outcomes = services.documents_bulk_apply(
+            action=body.get("action"), ids=ids, by=request.user
+        )
+    except services.DocumentError as exc:
+        return _error(400, str(exc))
+    return JsonResponse(
+        {
+            "results": [
+                {"id": o.id, "ok": o.ok} | ({"status": o.status} if o.ok else {"error": o.error})
+                for o in outcomes
+            ]
+        }
+    )
 
 
 @api_login_required

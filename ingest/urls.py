@@ -12,6 +12,7 @@ urlpatterns = [
         api.documents_reindex_outdated,
         name="api-documents-reindex-outdated",
     ),
+    path("api/v1/documents/bulk", api.documents_bulk, name="api-documents-bulk"),
     path("api/v1/documents/<int:document_id>", api.document_detail, name="api-document"),
     path(
         "api/v1/documents/<int:document_id>/reindex",
