@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 API = "/api/v1/documents"
 
 
-def make_documents(n, *, collection, user, status=Document.Status.READY, **fields):
+def make_documents(n, *, collection, user, status=Document.Status.READY, size=None, **fields):
     """``n`` rows in one insert, each with its own content (one live original per content)."""
     start = Document.objects.count()
     return Document.objects.bulk_create(
@@ -28,7 +29,7 @@ def make_documents(n, *, collection, user, status=Document.Status.READY, **field
             name=f"report-{start + i:05d}.pdf",
             collection=collection,
             uploaded_by=user,
-            size=1000 + i,
+            size=1000 + i if size is None else size,
             sha256=f"{start + i:064x}",
             file=f"xx/{start + i:064x}.pdf",
             status=status,
@@ -167,10 +168,6 @@ class TestFilters:
 
 
 class TestQueue:
-    @pytest.mark.xfail(
-        reason="unfinished at the deadline (helper 3): the test, not yet the code, is suspect",
-        strict=False,
-    )
     def test_places_and_estimates_from_measured_throughput(self, collection, admin_user):
         now = timezone.now()
         # measured: 2000 bytes in 20 s, i.e. 100 bytes per second
@@ -216,10 +213,6 @@ class TestQueue:
 
 
 class TestBulk:
-    @pytest.mark.xfail(
-        reason="unfinished at the deadline (helper 3): the test, not yet the code, is suspect",
-        strict=False,
-    )
     def test_reindex_and_delete_each_through_the_single_service(
         self, admin_client, admin_user, collection, store
     ):
@@ -227,7 +220,7 @@ class TestBulk:
         notes = ingest(b"Canteen notes: soup on Fridays.", "notes.txt", collection)
         copy = upload(b"Canteen notes: soup on Fridays.", "copy.txt", collection)
         assert copy.status == "duplicate"
-        before = AuditRecord.objects.count()
+        before = AuditRecord.objects.order_by("-pk").values_list("pk", flat=True).first()
 
         reindexed = admin_client.post(
             f"{API}/bulk",
@@ -269,14 +262,11 @@ class TestBulk:
         ]
         assert store.count(document_id=str(notes.pk)) == 0
 
-    @pytest.mark.xfail(
-        reason="unfinished at the deadline (helper 3): the test, not yet the code, is suspect",
-        strict=False,
-    )
-    def test_only_admins_and_only_sound_requests(self, client, staff_user, admin_client):
-        client.force_login(staff_user)
+    def test_only_admins_and_only_sound_requests(self, staff_user, admin_client):
+        staff = Client()  # admin_client is pytest-django's `client`, logged in as the admin
+        staff.force_login(staff_user)
         body = {"action": "delete", "ids": [1]}
-        assert client.post(f"{API}/bulk", body, content_type="application/json").status_code == 403
+        assert staff.post(f"{API}/bulk", body, content_type="application/json").status_code == 403
         for bad in ({"action": "burn", "ids": [1]}, {"action": "delete", "ids": []}, [1]):
             response = admin_client.post(f"{API}/bulk", bad, content_type="application/json")
             assert response.status_code == 400, bad
