@@ -13,8 +13,8 @@ from django.http import JsonResponse
 
 from .models import ApiToken
 
-# Where a bearer token is a credential. The OpenAI-compatible endpoint (/v1/chat/completions,
-# bearer token by contract) joins this list when it exists.
+# Where a bearer token signs a request in before any view. The OpenAI-compatible endpoint (/v1/)
+# checks its token itself (config.api.OpenAIBearer), answering in OpenAI's error shape.
 TOKEN_PATHS = ("/api/v1/",)
 
 
