@@ -117,6 +117,9 @@ SSE_DESCRIPTION = """With `"stream": true` the answer comes as server-sent event
     url_name="api-ask",
 )
 def ask(request: HttpRequest, payload: AskIn):
+    if payload.question is None and not payload.regenerate:
+        description = AskIn.model_fields["question"].description
+        raise HttpError(400, f'missing "question" ({description})')
     conversation = None
     if payload.conversation_id is not None:
         conversation = Conversation.objects.filter(

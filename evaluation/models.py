@@ -5,8 +5,11 @@ regression shows up as a delta and, with ``--gate``, as a non-zero exit."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class EvalRun(models.Model):
@@ -100,3 +103,26 @@ class EvalJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status not in self.UNFINISHED
+
+    # A running job writes its progress every few seconds; this long without a write, the worker
+    # doing it has most likely stopped (killed, restarted) mid-run.
+    STALLED_AFTER = timedelta(minutes=10)
+
+    @property
+    def stalled(self) -> bool:
+        return (
+            self.status == self.Status.RUNNING
+            and timezone.now() - self.updated_at > self.STALLED_AFTER
+        )
+
+    @property
+    def notice(self) -> str:
+        """What the page says about a run that went quiet."""
+        if not self.stalled:
+            return ""
+        minutes = int((timezone.now() - self.updated_at).total_seconds() // 60)
+        return (
+            f"No progress for {minutes} minutes: the worker running it has probably stopped. "
+            "With a Redis broker the run starts again when its task is redelivered; "
+            "otherwise start it again."
+        )

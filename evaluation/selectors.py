@@ -44,4 +44,5 @@ def eval_job_json(job: EvalJob) -> dict:
         "error": job.error,
         "run_id": job.run_id,
         "finished": job.is_finished,
+        "notice": job.notice,
     }

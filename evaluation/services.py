@@ -322,7 +322,11 @@ def eval_job_run(*, job_id: int) -> EvalJob:
     if job.is_finished:  # a message delivered again after the run ended
         return job
     EvalJob.objects.filter(pk=job_id).update(
-        status=EvalJob.Status.RUNNING, started_at=timezone.now(), progress=0, stage="starting"
+        status=EvalJob.Status.RUNNING,
+        started_at=timezone.now(),
+        progress=0,
+        stage="starting",
+        updated_at=timezone.now(),  # update() leaves auto_now alone; EvalJob.stalled reads it
     )
     evaluate = eval_retrieval_run if job.kind == EvalRun.Kind.RETRIEVAL else eval_answers_run
     try:
@@ -344,7 +348,10 @@ def eval_job_run(*, job_id: int) -> EvalJob:
 
 def eval_job_fail(*, job_id: int, reason: str) -> None:
     EvalJob.objects.filter(pk=job_id).update(
-        status=EvalJob.Status.FAILED, error=reason[:2000], finished_at=timezone.now()
+        status=EvalJob.Status.FAILED,
+        error=reason[:2000],
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
     )
 
 
@@ -367,7 +374,9 @@ class _JobProgress:
         if progress == self.progress and now - self.written < PROGRESS_WRITE_INTERVAL:
             return
         self.progress, self.written = progress, now
-        EvalJob.objects.filter(pk=self.job_id).update(progress=progress, stage=message[:300])
+        EvalJob.objects.filter(pk=self.job_id).update(
+            progress=progress, stage=message[:300], updated_at=timezone.now()
+        )
 
 
 class _QueryCache:

@@ -18,6 +18,9 @@
     const bar = item.querySelector(".job-progress");
     if (bar) { bar.value = job.progress; bar.textContent = `${job.progress}%`; }
     item.querySelector(".job-stage").textContent = job.stage;
+    const notice = item.querySelector(".job-notice");
+    notice.textContent = job.notice;
+    notice.hidden = !job.notice;
     return job.finished && !wasFinished;
   }
 

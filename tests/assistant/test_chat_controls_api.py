@@ -75,7 +75,8 @@ class TestRegenerateAndEdit:
         [
             ({"regenerate": True}, "conversation_id"),
             ({"regenerate": "yes", "conversation_id": 1}, '"regenerate" must be true or false'),
-            ({"conversation_id": None}, "the question is empty"),
+            ({"conversation_id": None}, 'missing "question"'),
+            ({"question": " "}, "the question is empty"),
         ],
     )
     def test_refusals_say_what_is_missing(self, staff_client, handbook, body, words):

@@ -67,6 +67,7 @@ def test_a_retrieval_run_from_the_page_runs_on_the_worker_and_shows_with_its_gat
         "error": "",
         "run_id": run.pk,
         "finished": True,
+        "notice": "",
     }
     page = history(admin_client.get("/evaluation/").content.decode())
     assert 'retrieval · <span class="dataset">halueval-qa</span>' in page
@@ -161,3 +162,25 @@ def test_progress_follows_the_lines_a_run_logs():
 
     assert [progress for progress, _ in seen] == [0, 25, 45, 60, 90, 90]
     assert seen[3][1] == "answered 1/2: answered"
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_went_quiet_says_so(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = EvalJob.objects.create(kind="retrieval", dataset="cisi", status=EvalJob.Status.RUNNING)
+    _JobProgress(job.pk)("scored 3/50")  # a progress write keeps it fresh
+    fresh = admin_client.get("/evaluation/jobs.json").json()["jobs"][0]
+    assert (fresh["status"], fresh["notice"]) == ("running", "")
+
+    # the worker was killed mid-run: no write for longer than STALLED_AFTER
+    quiet = timezone.now() - EvalJob.STALLED_AFTER - timedelta(minutes=2)
+    EvalJob.objects.filter(pk=job.pk).update(updated_at=quiet)
+
+    polled = admin_client.get("/evaluation/jobs.json").json()["jobs"][0]
+    assert polled["status"] == "running" and not polled["finished"]
+    assert polled["notice"].startswith("No progress for 12 minutes")
+    page = admin_client.get("/evaluation/").content.decode()
+    assert "No progress for 12 minutes" in page
