@@ -121,9 +121,12 @@ class BodyNotJson(ValueError):
 class _JsonParser(Parser):
     def parse_body(self, request: HttpRequest):
         try:
-            return json.loads(request.body)
+            body = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BodyNotJson("the body must be JSON") from exc
+        if not isinstance(body, dict):  # every operation takes an object
+            raise BodyNotJson("the body must be a JSON object")
+        return body
 
 
 class _JsonRenderer(JSONRenderer):
