@@ -422,12 +422,18 @@
     const answers = messagesEl.querySelectorAll(".msg.assistant");
     users.forEach((wrap, i) => {
       const button = wrap.querySelector(".edit-question");
-      if (button) button.hidden = i !== users.length - 1 || !conversationId || Boolean(inFlight);
+      if (button) setHidden(button, i !== users.length - 1 || !conversationId || Boolean(inFlight));
     });
     answers.forEach((wrap, i) => {
       const button = wrap.querySelector(".regenerate");
-      if (button) button.hidden = i !== answers.length - 1 || Boolean(inFlight);
+      if (button) setHidden(button, i !== answers.length - 1 || Boolean(inFlight));
     });
+  }
+
+  function setHidden(button, hidden) {
+    // .icon-button's display: inline-flex outranks the hidden attribute's display: none
+    button.hidden = hidden;
+    button.style.display = hidden ? "none" : "";
   }
 
   function addToSidebar(id, title) {
@@ -729,6 +735,13 @@
     const edit = editing && Boolean(conversationId);
     stopEditing();
     runTurn({ question, edit }).finally(() => questionEl.focus());
+  });
+  // Stop must not go through the form: the question box is required and empty while an answer
+  // streams, so the browser's validation would block the submit (and Stop with it).
+  sendButton.addEventListener("click", (event) => {
+    if (!inFlight) return;
+    event.preventDefault();
+    stopAnswer();
   });
   questionEl.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
