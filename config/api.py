@@ -220,6 +220,7 @@ def install_error_handlers(api: NinjaAPI, *, shape: Callable[[int, str], HttpRes
 def build_api() -> Api:
     """The API of /api/v1/ (config/urls.py mounts it)."""
     from assistant.api import router as assistant_router
+    from ingest.api import router as ingest_router
 
     api = Api(
         title="Document assistant API",
@@ -241,6 +242,7 @@ def build_api() -> Api:
     api.add_exception_handler(HttpError, _on_http_error)
     api.add_exception_handler(ValidationError, _on_validation_error)
     api.add_router("", assistant_router, tags=["answers"])
+    api.add_router("", ingest_router, tags=["documents"])
     return api
 
 
