@@ -12,10 +12,10 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
-from pydantic import ConfigDict, StrictBool, StrictInt, StrictStr
+from pydantic import StrictBool, StrictInt, StrictStr
 
 from accounts import roles
-from config.api import ERRORS, MAX_ID, ErrorOut, requires
+from config.api import ERRORS, MAX_ID, ErrorOut, OpenShape, requires
 
 from . import openai_compat, selectors, services
 from .models import Conversation, Message
@@ -64,12 +64,7 @@ class AskIn(Schema):
     )
 
 
-class _Open(Schema):
-    # Extra keys pass through: a shape is only ever extended (ARCHITECTURE.md's contract).
-    model_config = ConfigDict(extra="allow")
-
-
-class CitationOut(_Open):
+class CitationOut(OpenShape):
     marker: int = Field(description="the [n] in the answer")
     chunk_id: str
     document_id: int | None
@@ -79,13 +74,13 @@ class CitationOut(_Open):
     verdict: str = Field(description='"supported" | "partial" | "unsupported" | "quoted"')
 
 
-class TimingsOut(_Open):
+class TimingsOut(OpenShape):
     retrieve: float | None
     llm: float | None
     total: float | None
 
 
-class AskOut(_Open):
+class AskOut(OpenShape):
     answer: str
     citations: list[CitationOut]
     status: str = Field(

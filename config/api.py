@@ -23,12 +23,20 @@ from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from accounts import roles
 from config.middleware import api_error, openai_error
 
 MAX_ID = 2**63 - 1  # a bigint primary key
+
+
+class OpenShape(BaseModel):
+    """A response shape whose extra keys pass through: a shape is only ever extended
+    (ARCHITECTURE.md's contract). A plain pydantic model: ninja's Schema reads a dict through
+    its DjangoGetter, which drops the keys a shape does not name."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class ErrorOut(Schema):

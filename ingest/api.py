@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, File, Form, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, WithJsonSchema
+from pydantic import StrictInt, StrictStr, WithJsonSchema
 
 from accounts import roles
-from config.api import ERRORS, MAX_ID, ErrorOut, any_role, requires
+from config.api import ERRORS, MAX_ID, ErrorOut, OpenShape, any_role, requires
 from rag.store import StoreLocked, StoreUnavailable
 
 from . import selectors, services
@@ -53,15 +53,7 @@ def _readable_document(request: HttpRequest, document_id: int) -> Document:
 # --- shapes ---------------------------------------------------------------------------------
 
 
-class _Open(BaseModel):
-    """Extra keys pass through: a shape is only ever extended (ARCHITECTURE.md's contract).
-    A plain pydantic model: ninja's Schema reads a dict through its DjangoGetter, which
-    drops the keys a shape does not name."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class DocumentOut(_Open):
+class DocumentOut(OpenShape):
     id: int
     name: str = Field(description="the file's name as uploaded")
     collection: str = Field(description="the collection's slug")
@@ -89,7 +81,7 @@ class DocumentOut(_Open):
     )
 
 
-class DocumentsOut(_Open):
+class DocumentsOut(OpenShape):
     documents: list[DocumentOut]
 
 
@@ -138,14 +130,14 @@ class BulkIn(Schema):
     )
 
 
-class BulkResultOut(_Open):
+class BulkResultOut(OpenShape):
     id: int
     ok: bool
     status: str | None = Field(None, description="when ok: the document's status now")
     error: str | None = Field(None, description="when not ok: why")
 
 
-class BulkOut(_Open):
+class BulkOut(OpenShape):
     results: list[BulkResultOut] = Field(description="one per id, in the order sent")
 
 
@@ -162,7 +154,7 @@ class SearchIn(Schema):
     collections: list[StrictStr] | None = Field(None, description="a list of collection slugs")
 
 
-class SearchResultOut(_Open):
+class SearchResultOut(OpenShape):
     rank: int = Field(description="1-based")
     chunk_id: str
     document_id: int | str
@@ -173,7 +165,7 @@ class SearchResultOut(_Open):
     section: list[str] = Field(description="the heading path, may be empty")
 
 
-class SearchOut(_Open):
+class SearchOut(OpenShape):
     results: list[SearchResultOut]
     latency_ms: float
 

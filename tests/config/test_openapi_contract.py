@@ -258,6 +258,23 @@ class TestRealAnswersValidate:
         body = assert_valid(spec, "/api/v1/ask", "post", response)
         assert set(body) >= ASK_KEYS and set(body["citations"][0]) >= CITATION_KEYS
 
+    def test_keys_beyond_the_documented_shape_pass_through(
+        self, admin_client, handbook, fake_llm, monkeypatch
+    ):
+        # a shape is only ever extended: a key the schema does not name yet reaches the client
+        from assistant import selectors
+
+        shaped = selectors.ask_json
+        monkeypatch.setattr(
+            selectors, "ask_json", lambda message: shaped(message) | {"extension": [1, 2]}
+        )
+        fake_llm.default = "Receipts must be submitted within thirty days of travel [1]."
+        body = admin_client.post(
+            "/api/v1/ask", {"question": "When are receipts due?"}, content_type=JSON
+        ).json()
+        assert body["extension"] == [1, 2]
+        assert body["citations"][0]["chunk_id"]
+
     def test_documents(self, spec, admin_client, handbook, collection):
         listed = admin_client.get("/api/v1/documents")
         assert assert_valid(spec, "/api/v1/documents", "get", listed)["documents"]
