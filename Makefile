@@ -64,6 +64,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/pii.py --out docs/benchmarks/pii.json
 	$(PY) bench/baseline.py --out docs/benchmarks/baseline.json
 	$(PY) bench/manuals.py --out docs/benchmarks/manuals.json
+	$(PY) bench/documents.py --out docs/benchmarks/documents.json
 	$(PY) bench/plots.py docs/benchmarks
 
 # The README's pictures: the app as `make run` starts it, with a fake DeepSeek, in headless

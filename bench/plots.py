@@ -475,6 +475,26 @@ def plot_manuals(result: dict, path: Path) -> None:
     save(fig, path)
 
 
+def plot_documents(result: dict, path: Path) -> None:
+    fig, axes = figure("Documents page: one page of the list", result, columns=2, width=11)
+    times, queries = axes
+    sizes = [row["documents"] for row in result["results"]]
+    names = list(result["results"][0]["requests"])
+    for name in names:
+        rows = [row["requests"][name] for row in result["results"]]
+        times.plot(sizes, [r["p50_ms"] for r in rows], marker="o", label=name)
+        queries.plot(sizes, [r["queries"] for r in rows], marker="o", label=name)
+    for ax, label in ((times, "p50 ms per request"), (queries, "SQL statements per request")):
+        ax.set_xscale("log")
+        ax.set_xlabel("documents in the table")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    times.legend(fontsize=7)
+    queries.set_title("flat: nothing is queried per row", fontsize=9)
+    save(fig, path)
+
+
 PLOTS: dict[str, Callable[[dict, Path], None]] = {
     "ingest": plot_ingest,
     "retrieval": plot_retrieval,
@@ -485,6 +505,7 @@ PLOTS: dict[str, Callable[[dict, Path], None]] = {
     "pii": plot_pii,
     "baseline": plot_baseline,
     "manuals": plot_manuals,
+    "documents": plot_documents,
 }
 
 

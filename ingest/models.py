@@ -95,6 +95,8 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # the Documents page reads one page of the newest first, of thousands
+        indexes = [models.Index(fields=["-created_at", "-id"], name="document_newest_first")]
         constraints = [
             # Deduplication is per collection: one live original per content, the rest point
             # to it. Enforced here so two simultaneous uploads cannot both become originals.

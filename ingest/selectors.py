@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet, Window
+from django.db.models import Count, Q, QuerySet
 
 from accounts import roles
 from core.components import get_retriever, get_store
@@ -94,15 +94,17 @@ def document_page(
     page_size: int = PAGE_SIZE,
 ) -> DocumentPage:
     """One page of document_list, with the total it is a page of and the queue places of its
-    queued documents. The rows and the total come from one query (a window count), so a page
-    of a thousand documents costs what a page of ten does; the queue adds two when the page
-    shows queued documents."""
+    queued documents: the rows in one query and the total in another (none when the first
+    page is not full), so a page of ten thousand documents costs the queries a page of ten
+    does; the queue adds two when the page shows queued documents.
+
+    Not a window count on the rows' query: that sorts every matching row with all its columns
+    (measured on SQLite at 10,000 documents: 109 ms against 28 + 0.3 ms for the two)."""
     page, page_size = max(1, page), min(max(1, page_size), PAGE_SIZE_MAX)
     filtered = documents_filtered(collection=collection, user=user, status=status, name=name)
     start = (page - 1) * page_size
-    rows = list(filtered.annotate(total=Window(Count("id")))[start : start + page_size])
-    # past the last page there is no row to carry the total
-    total = rows[0].total if rows else (filtered.count() if page > 1 else 0)
+    rows = list(filtered[start : start + page_size])
+    total = len(rows) if page == 1 and len(rows) < page_size else filtered.count()
     queued = [d.pk for d in rows if d.status == Document.Status.QUEUED]
     return DocumentPage(
         documents=rows,
