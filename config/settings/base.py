@@ -61,6 +61,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz answer a probe on 127.0.0.1 over HTTP before ALLOWED_HOSTS
+    # (CommonMiddleware) or SECURE_SSL_REDIRECT (SecurityMiddleware) apply (config/health.py).
+    "config.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -106,6 +109,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The web tier serves over ASGI, where every request runs on a thread of its own: a connection
+    # kept for CONN_MAX_AGE stays with a thread that is never reused, so Django's docs say to turn
+    # persistent connections off under ASGI and pool instead. psycopg's pool (one per process)
+    # takes each request's connection back when the request ends and bounds how many a process
+    # opens: web processes x DB_POOL_MAX + workers must stay under Postgres' max_connections.
+    # A streaming answer keeps its connection until it ends, so DB_POOL_MAX also bounds the
+    # answers one process writes at once (more wait up to DB_POOL_TIMEOUT for a connection).
+    # DB_POOL_MAX=0 turns the pool off (a connection per request, kept CONN_MAX_AGE seconds:
+    # for WSGI or an external pooler such as PgBouncer).
+    DB_POOL_MAX = env.int("DB_POOL_MAX", default=40)
+    if DB_POOL_MAX:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env.int("DB_POOL_MIN", default=1), DB_POOL_MAX),
+            "max_size": DB_POOL_MAX,
+            # a request waits this long for a free connection, then fails (PoolTimeout)
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# A pooled or kept connection is checked before use: a restarted Postgres costs no request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

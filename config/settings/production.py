@@ -32,4 +32,3 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 X_FRAME_OPTIONS = "SAMEORIGIN"  # the PDF viewer opens originals in a frame of our own pages
 SILENCED_SYSTEM_CHECKS = ["security.W019"]  # SAMEORIGIN on purpose, see above
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)  # noqa: F405

@@ -180,6 +180,60 @@ def test_docker_compose_configures_every_service_from_the_environment():
     assert "torch==2.13.0" in dockerfile and "requirements.txt" in dockerfile
 
 
+def test_docker_compose_web_runs_uvicorn_workers_and_probes_readyz():
+    """Several uvicorn processes, and a health check on /readyz from inside the container that
+    needs no 127.0.0.1 in ALLOWED_HOSTS nor SECURE_SSL_REDIRECT off (tests/config/test_health.py
+    runs this very command and check against uvicorn)."""
+    import yaml
+
+    from config.health import READY_TIMEOUT
+
+    web = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]
+    command = web["command"][-1]
+    assert "exec uvicorn config.asgi:application" in command  # uvicorn gets the stop signal
+    assert "--workers ${WEB_WORKERS:-2}" in command
+    check = web["healthcheck"]
+    assert check["test"][:3] == ["CMD", "python", "-c"]  # what the image has: no curl
+    assert "urlopen('http://127.0.0.1:8000/readyz'" in check["test"][3]
+    seconds = {key: int(check[key].rstrip("s")) for key in ("interval", "timeout", "start_period")}
+    assert READY_TIMEOUT < seconds["timeout"] < seconds["interval"]
+    assert seconds["start_period"] >= 60  # migrations and the embedding model's load
+    environment = web["environment"]
+    assert "ALLOWED_HOSTS" not in environment and "SECURE_SSL_REDIRECT" not in environment
+    assert "exec uvicorn config.asgi:application" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize(
+    "pool, expected",
+    [
+        ({}, "{'min_size': 1, 'max_size': 40, 'timeout': 10.0} 0 True"),
+        (
+            {"DB_POOL_MAX": "8", "DB_POOL_MIN": "2", "DB_POOL_TIMEOUT": "3"},
+            "{'min_size': 2, 'max_size': 8, 'timeout': 3.0} 0 True",
+        ),
+        ({"DB_POOL_MAX": "0", "CONN_MAX_AGE": "60"}, "None 60 True"),
+    ],
+)
+def test_postgres_connections_are_pooled_per_process(tmp_path, pool, expected):
+    """ASGI runs each request on a thread of its own: a pool, not CONN_MAX_AGE (which Django
+    refuses alongside a pool), unless DB_POOL_MAX=0. The pool reaches the real Postgres."""
+    code = SETUP + (
+        "from django.conf import settings\n"
+        "from django.db import connection\n"
+        "db = settings.DATABASES['default']\n"
+        "print(db['OPTIONS'].get('pool'), db.get('CONN_MAX_AGE', 0), db['CONN_HEALTH_CHECKS'])\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('SELECT 1')\n"
+        "print(connection.pool is not None)\n"
+    )
+    env = production_env(tmp_path, **{"CONN_MAX_AGE": None, **pool})
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    settings_line, pooled = result.stdout.strip().splitlines()
+    assert settings_line == expected
+    assert pooled == str(pool.get("DB_POOL_MAX") != "0")
+
+
 def test_the_example_file_as_is_gives_the_embedded_default(tmp_path):
     """`cp .env.example .env` must not break `make run`: empty values mean "use the default"."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
