@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import random
 
+from botocore.exceptions import ConnectionError as ObjectStorageConnectionError
+from botocore.exceptions import HTTPClientError as ObjectStorageHTTPError
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 # Failures of a service we depend on, not of the document: worth another attempt later.
 TRANSIENT_ERRORS = (
     StoreUnavailable,
+    ObjectStorageConnectionError,  # the bucket's endpoint (STORAGE_BACKEND=s3) unreachable
+    ObjectStorageHTTPError,
     OperationalError,
     InterfaceError,
     BrokerError,
@@ -58,7 +62,7 @@ def document_ingest_task(self, document_id: int) -> None:
         services.document_fail(document_id=document_id, reason=exc.reason)
     except FileNotFoundError:
         services.document_fail(
-            document_id=document_id, reason="the stored original file is missing from DATA_DIR"
+            document_id=document_id, reason="the stored original file is missing from storage"
         )
     except (services.DocumentTimeLimit, SoftTimeLimitExceeded):
         # the pipeline's own checkpoint, or Celery's signal in a prefork worker: either way the

@@ -57,10 +57,16 @@ def document_file(request: HttpRequest, document_id: int) -> FileResponse:
         raise Http404("no such document")  # a guessed URL learns nothing
     # a duplicate keeps no file of its own (the bytes are stored once): it serves its original's
     source = document if document.file else document.duplicate_of
-    if source is None or not source.file or not source.file.storage.exists(source.file.name):
+    if source is None or not source.file:
         raise Http404("the original file is not stored")
+    try:
+        # Through the storage API, whichever backend holds it (STORAGE_BACKEND): the response
+        # streams it in blocks; from a bucket, a large one is spooled to disk on the way.
+        handle = source.file.storage.open(source.file.name, "rb")
+    except FileNotFoundError:
+        raise Http404("the original file is not stored") from None
     response = FileResponse(
-        source.file.open("rb"),
+        handle,
         content_type=source.media_type or "application/octet-stream",
         as_attachment=False,
         filename=document.name,

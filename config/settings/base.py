@@ -150,11 +150,67 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+MEDIA_ROOT = UPLOAD_DIR
+
+# --- originals (uploaded files) ------------------------------------------------------------------
+# "filesystem": under DATA_DIR/uploads (the embedded default). "s3": an S3-compatible bucket, so
+# web processes and workers on other machines share the originals without a shared disk. Keys
+# are the same names as under DATA_DIR/uploads (content-addressed), so a folder can be copied in.
+# Every read goes through Django's storage API (document.file.open, default_storage).
+STORAGE_BACKEND = (_set("STORAGE_BACKEND") or "filesystem").lower()
+S3_BUCKET = _set("S3_BUCKET")
+S3_ENDPOINT_URL = _set("S3_ENDPOINT_URL")  # empty: AWS itself; else MinIO, Ceph, R2, Garage...
+S3_REGION = _set("S3_REGION")
+
+
+def originals_storage(
+    backend: str,
+    *,
+    bucket: str = "",
+    endpoint_url: str = "",
+    region: str = "",
+    access_key: str = "",
+    secret_key: str = "",
+) -> dict:
+    """STORAGES["default"] for STORAGE_BACKEND (tests switch a process to a bucket with it)."""
+    if backend == "filesystem":
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    if backend != "s3":
+        raise ImproperlyConfigured(
+            f"STORAGE_BACKEND={backend!r}: expected 'filesystem' (default) or 's3'"
+        )
+    if not bucket:
+        raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET (the bucket's name)")
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            # None: boto3's own chain (instance role, ~/.aws, AWS_PROFILE...)
+            "access_key": access_key or None,
+            "secret_key": secret_key or None,
+            # Names are content hashes: the same name holds the same bytes, so overwriting is
+            # harmless. Originals are private and never served by URL: the app streams them.
+            "file_overwrite": True,
+            "default_acl": None,
+            # A read larger than this spools to a temporary file (the backend's default: memory).
+            "max_memory_size": 5 * 1024 * 1024,
+        },
+    }
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": originals_storage(
+        STORAGE_BACKEND,
+        bucket=S3_BUCKET,
+        endpoint_url=S3_ENDPOINT_URL,
+        region=S3_REGION,
+        access_key=_set("AWS_ACCESS_KEY_ID"),
+        secret_key=_set("AWS_SECRET_ACCESS_KEY"),
+    ),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-MEDIA_ROOT = UPLOAD_DIR
 
 # --- uploads ----------------------------------------------------------------------------------
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=100)
