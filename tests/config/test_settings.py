@@ -174,8 +174,15 @@ def test_docker_compose_configures_every_service_from_the_environment():
         assert environment["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
         for key in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL"):
             assert key in environment
-        assert "data:/data" in services[name]["volumes"]  # the worker reads what the web stored
+        # originals in a bucket, not on a disk the web and the workers would have to share
+        assert environment["STORAGE_BACKEND"] == "${STORAGE_BACKEND:-s3}"
+        assert environment["S3_ENDPOINT_URL"] == "${S3_ENDPOINT_URL:-http://minio:9000}"
+        assert services[name]["depends_on"]["bucket"] == {
+            "condition": "service_completed_successfully"
+        }
     assert "celery" in services["worker"]["command"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")  # pinned
+    assert "mc mb --ignore-existing" in services["bucket"]["entrypoint"][-1]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "torch==2.13.0" in dockerfile and "requirements.txt" in dockerfile
 
