@@ -227,17 +227,19 @@ def test_a_file_that_is_not_an_archive_is_refused(source, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("setting", "value", "named"),
+    ("config", "named"),
     [
-        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/h6", "pg_dump"),
-        ("QDRANT_URL", "http://127.0.0.1:9", "Qdrant snapshots"),
+        ({"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/h6"}, "pg_dump"),
+        ({"QDRANT_URL": "http://127.0.0.1:9"}, "Qdrant snapshots"),
+        ({"STORAGE_BACKEND": "s3", "S3_BUCKET": "originals"}, "bucket's versioning"),
     ],
+    ids=["postgres", "qdrant-server", "bucket"],
 )
 @pytest.mark.parametrize("command", ["backup", "restore"])
 def test_production_configuration_is_refused_naming_the_engines_tools(
-    source, tmp_path, command, setting, value, named
+    source, tmp_path, command, config, named
 ):
-    env = embedded_env(tmp_path / "data", **{setting: value})
+    env = embedded_env(tmp_path / "data", **config)
     target = tmp_path / "backup.tar.gz"
     path = str(target if command == "backup" else source.archive)
     refused = manage(env, command, path, check=False)
