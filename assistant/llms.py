@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
@@ -116,16 +118,26 @@ _breakers: BreakerBoard | None = None
 
 
 def breakers() -> BreakerBoard:
-    """One circuit breaker per model for the whole process: every request shares what the
-    others learned about a failing provider."""
+    """One circuit breaker per model: every request shares what the others learned about a
+    failing provider. Their state lives in Django's cache when every process reaches it (Redis,
+    in production), so the other web processes and workers learn it too; on the embedded
+    default (a local-memory cache, one process) it is the process's own."""
     global _breakers
     with _lock:
         if _breakers is None:
             _breakers = BreakerBoard(
                 failure_threshold=settings.LLM_BREAKER_FAILURES,
                 cool_down=settings.LLM_BREAKER_COOL_DOWN,
+                shared=_shared_cache(),
             )
         return _breakers
+
+
+def _shared_cache() -> BaseCache | None:
+    backend = settings.CACHES["default"]["BACKEND"]
+    if backend.rsplit(".", 1)[-1] in {"LocMemCache", "DummyCache"}:
+        return None  # this process's own memory (or nothing): no one to share with
+    return cache
 
 
 @functools.cache
@@ -165,6 +177,8 @@ def resilient(chain: list[ModelChoice]) -> tuple[ResilientLLM, list[RedactingLLM
 def reset_models() -> None:
     global _registry, _breakers
     with _lock:
+        if _breakers is not None:
+            _breakers.reset()  # a shared board's state too: the next test starts closed
         _breakers = None
         for choice in (_registry or {}).values():
             close = getattr(choice.llm, "close", None)

@@ -9,6 +9,13 @@
 - **Circuit breakers** (``CircuitBreaker``, shared through a ``BreakerBoard``): after
   ``failure_threshold`` consecutive transient failures a model is skipped for ``cool_down``
   seconds, then one probe request decides whether it is back.
+- **Pauses**: a ``Retry-After`` is remembered on the model's breaker, so the other requests do
+  not call it before that time either: they wait for it when their policy allows that long, or
+  go to the next model at once without a request.
+- **Shared state**: a board given a ``shared`` cache (``SharedCache``: Django's cache API; Redis
+  in the app when one is configured) keeps breakers and pauses there (``SharedCircuitBreaker``),
+  so a provider one process found down or rate-limited is not called by the others either, and
+  only one process at a time sends the half-open probe. Without it, state is the process's own.
 - **Fallback**: when a model fails (retries exhausted, breaker open, non-retryable error), the
   next one in the chain is asked.
 - **Incomplete is final**: retrying or falling back is only possible while *nothing* has been
@@ -28,13 +35,15 @@ Retry-After), the model that answered and the total time waited.
 
 from __future__ import annotations
 
+import math
 import random as _random
+import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from rag.llm import LLM, LLMError
 from rag.local_llm import LocalModelError
@@ -124,12 +133,19 @@ class BreakerTransition:
     new: BreakerState
 
 
-def _check_breaker_settings(failure_threshold: int, cool_down: float) -> None:
+# The longest a Retry-After is remembered for the other requests: a provider's header asking
+# for an hour (or a bogus one) must not take a model out of service for everyone that long.
+MAX_PAUSE = 300.0
+
+
+def _check_breaker_settings(failure_threshold: int, cool_down: float, max_pause: float) -> None:
     """For a breaker, and for a board at once (its breakers are made on first use)."""
     if failure_threshold < 1:
         raise ValueError("failure_threshold must be >= 1")
     if cool_down < 0:
         raise ValueError("cool_down must not be negative")
+    if max_pause < 0:
+        raise ValueError("max_pause must not be negative")
 
 
 class CircuitBreaker:
@@ -140,6 +156,9 @@ class CircuitBreaker:
     A success reported by any request closes it (a request that started before it opened and
     succeeded is evidence enough). A probe whose caller never reports back (the stream was
     abandoned) frees its slot after another ``cool_down``, so it cannot stay half-open forever.
+
+    It also holds the model's pause: ``pause(seconds)`` after a ``Retry-After``, read back by
+    ``paused_for()`` (at most ``max_pause`` seconds; a success does not lift it).
     """
 
     def __init__(
@@ -148,13 +167,15 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 5,
         cool_down: float = 30.0,
+        max_pause: float = MAX_PAUSE,
         now: Callable[[], float] = time.monotonic,
         on_change: Callable[[BreakerTransition], None] | None = None,
     ) -> None:
-        _check_breaker_settings(failure_threshold, cool_down)
+        _check_breaker_settings(failure_threshold, cool_down, max_pause)
         self.name = name
         self.failure_threshold = failure_threshold
         self.cool_down = cool_down
+        self.max_pause = max_pause
         self._now = now
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -162,6 +183,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_since: float | None = None
+        self._paused_until = 0.0
         self.transitions: deque[BreakerTransition] = deque(maxlen=1000)
 
     def __repr__(self) -> str:
@@ -228,6 +250,19 @@ class CircuitBreaker:
         with self._lock:
             self._probe_since = None
 
+    def pause(self, seconds: float) -> None:
+        """The provider asked not to be called for ``seconds`` (Retry-After); never shortens."""
+        seconds = min(seconds, self.max_pause)
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._now() + seconds)
+
+    def paused_for(self) -> float:
+        """Seconds until the provider may be called again after a Retry-After (0: now)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._now())
+
     def _move(self, new: BreakerState, now: float) -> None:
         transition = BreakerTransition(self.name, now, self._state, new)
         self._state = new
@@ -236,11 +271,229 @@ class CircuitBreaker:
             self._on_change(transition)
 
 
+class SharedCache(Protocol):
+    """What a ``SharedCircuitBreaker`` needs of a cache: the subset of Django's cache API it
+    uses (``django.core.cache.cache`` fits; on Redis, ``add`` is SET NX and ``incr`` INCR, both
+    atomic). ``rag`` does not import Django: the app hands its cache in."""
+
+    def add(self, key: str, value: Any, timeout: float | None = ...) -> bool: ...
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+
+    def set(self, key: str, value: Any, timeout: float | None = ...) -> None: ...
+
+    def delete(self, key: str) -> Any: ...
+
+    def delete_many(self, keys: Iterable[str]) -> Any: ...
+
+    def incr(self, key: str, delta: int = 1) -> int: ...
+
+
+# How long a shared failure count or a "tripped" mark outlives its last change: state left by a
+# provider nobody has asked for a day is not worth keeping.
+STATE_TTL = 24 * 3600
+
+
+def _ttl(seconds: float) -> int:
+    """A cache timeout that outlasts ``seconds``: Django's Redis cache truncates timeouts to
+    whole seconds (and 0 means "expire now"), so deadlines are stored in the values and the
+    timeouts only collect the keys."""
+    return math.ceil(seconds) + 1
+
+
+class SharedCircuitBreaker:
+    """A ``CircuitBreaker`` whose state lives in a cache every process reads, so what one
+    process learns about a provider holds for all of them. Same states, same rules, same
+    methods; only ``transitions`` stays per process (the changes this process made or saw).
+
+    Keys, under ``{prefix}:{name}:``: ``failures`` (consecutive, ``incr``), ``open`` (the
+    wall-clock time the cool-down ends), ``tripped`` (set while open or half-open), ``probe``
+    (the half-open probe's claim: ``add``, so one process at a time sends it) and ``pause`` (the
+    end of a Retry-After). Deadlines are wall-clock time (``clock``, ``time.time``): processes
+    on several machines need synchronised clocks (NTP), as the cool-downs are seconds long.
+
+    One race is accepted: a probe whose caller never reported back is taken over after a
+    ``cool_down`` by a plain ``set``, so two processes doing that at the same instant may both
+    probe. It only happens after a lost probe, and costs one extra request.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cache: SharedCache,
+        *,
+        failure_threshold: int = 5,
+        cool_down: float = 30.0,
+        max_pause: float = MAX_PAUSE,
+        prefix: str = "breaker",
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[BreakerTransition], None] | None = None,
+    ) -> None:
+        _check_breaker_settings(failure_threshold, cool_down, max_pause)
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.cool_down = cool_down
+        self.max_pause = max_pause
+        self._cache = cache
+        self._clock = clock
+        self._on_change = on_change
+        self._failures_key = f"{prefix}:{name}:failures"
+        self._open_key = f"{prefix}:{name}:open"
+        self._tripped_key = f"{prefix}:{name}:tripped"
+        self._probe_key = f"{prefix}:{name}:probe"
+        self._pause_key = f"{prefix}:{name}:pause"
+        self._lock = threading.Lock()  # guards what this process saw, not the shared state
+        self._seen: BreakerState = "closed"
+        self._probe_token: str | None = None  # this process's claim on the probe
+        self.transitions: deque[BreakerTransition] = deque(maxlen=1000)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (
+            self._failures_key,
+            self._open_key,
+            self._tripped_key,
+            self._probe_key,
+            self._pause_key,
+        )
+
+    def __repr__(self) -> str:
+        return f"SharedCircuitBreaker({self.name!r}, state={self.state!r})"
+
+    def _read(self) -> tuple[BreakerState, float]:
+        """The shared state, and the seconds an open breaker still has to wait."""
+        values = self._cache.get_many([self._open_key, self._tripped_key])
+        deadline = values.get(self._open_key)
+        now = self._clock()
+        if deadline is not None and now < deadline:
+            return "open", deadline - now
+        if deadline is not None or values.get(self._tripped_key):
+            return "half_open", 0.0
+        return "closed", 0.0
+
+    @property
+    def state(self) -> BreakerState:
+        return self._read()[0]
+
+    @property
+    def consecutive_failures(self) -> int:
+        return int(self._cache.get(self._failures_key) or 0)
+
+    def retry_in(self) -> float:
+        return self._read()[1]
+
+    def allow(self) -> bool:
+        state, _ = self._read()
+        if state != "half_open":
+            self._observe(state)
+            return state == "closed"
+        # half-open: one probe for all processes; a probe never reported back expires
+        now = self._clock()
+        token = secrets.token_hex(8)
+        claim = (token, now)
+        if not self._cache.add(self._probe_key, claim, _ttl(self.cool_down)):
+            held = self._cache.get(self._probe_key)
+            if held is not None and now - held[1] < self.cool_down:
+                self._observe("half_open")
+                return False
+            self._cache.set(self._probe_key, claim, _ttl(self.cool_down))  # see the docstring
+        self._probe_token = token
+        self._observe("half_open")
+        return True
+
+    def record_success(self) -> None:
+        self._cache.delete_many(
+            [self._failures_key, self._open_key, self._tripped_key, self._probe_key]
+        )
+        self._probe_token = None
+        self._observe("closed")
+
+    def record_failure(self) -> None:
+        failures = self._count_failure()
+        state, _ = self._read()
+        if state == "half_open" or (state == "closed" and failures >= self.failure_threshold):
+            self._open()
+            # after opening, so no other process slips a probe in between
+            self._cache.delete(self._probe_key)
+            self._probe_token = None
+        else:
+            # A failure while open (a request that started before it opened) changes nothing.
+            self._observe(state)
+
+    def release(self) -> None:
+        token, self._probe_token = self._probe_token, None
+        if token is None:
+            return  # not this process's probe: another process's claim stands
+        held = self._cache.get(self._probe_key)
+        if held is not None and held[0] == token:
+            self._cache.delete(self._probe_key)
+
+    def pause(self, seconds: float) -> None:
+        seconds = min(seconds, self.max_pause)
+        if seconds <= 0:
+            return
+        until = self._clock() + seconds
+        held = self._cache.get(self._pause_key)
+        if held is None or held < until:
+            self._cache.set(self._pause_key, until, _ttl(seconds))
+
+    def paused_for(self) -> float:
+        until = self._cache.get(self._pause_key)
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
+    def forget(self) -> None:
+        """Delete the shared state (tests and a board's reset)."""
+        self._cache.delete_many(self.keys)
+        self._probe_token = None
+        with self._lock:
+            self._seen = "closed"
+
+    def _count_failure(self) -> int:
+        self._cache.add(self._failures_key, 0, STATE_TTL)
+        try:
+            return self._cache.incr(self._failures_key)
+        except ValueError:  # a success deleted it in between: this failure is the first
+            self._cache.add(self._failures_key, 1, STATE_TTL)
+            return 1
+
+    def _open(self) -> None:
+        now = self._clock()
+        deadline = now + self.cool_down
+        if not self._cache.add(self._open_key, deadline, _ttl(self.cool_down)):
+            held = self._cache.get(self._open_key)
+            if held is not None and now < held:
+                self._observe("open")  # another process opened it meanwhile
+                return
+            # the key of an earlier opening outlives its deadline by under a second
+            self._cache.set(self._open_key, deadline, _ttl(self.cool_down))
+        self._cache.set(self._tripped_key, True, STATE_TTL)
+        self._observe("open")
+
+    def _observe(self, new: BreakerState) -> None:
+        """Record a change of state this process made or saw."""
+        with self._lock:
+            if new == self._seen:
+                return
+            transition = BreakerTransition(self.name, self._clock(), self._seen, new)
+            self._seen = new
+            self.transitions.append(transition)
+        if self._on_change is not None:
+            self._on_change(transition)
+
+
+Breaker = CircuitBreaker | SharedCircuitBreaker
+
+
 class BreakerBoard:
     """The breakers of a process, one per key (a model id), created on first use.
 
     Keep one board for the process and hand it to every ``ResilientLLM``: breakers only help if
-    the requests of all users share them.
+    the requests of all users share them. With ``shared`` (a cache all processes reach), its
+    breakers are ``SharedCircuitBreaker``: the requests of all processes share them too.
+    ``now`` is the clock of in-process breakers and of the trace; shared breakers use
+    ``shared_clock``, wall-clock time, which means the same in every process.
     """
 
     def __init__(
@@ -248,30 +501,62 @@ class BreakerBoard:
         *,
         failure_threshold: int = 5,
         cool_down: float = 30.0,
+        max_pause: float = MAX_PAUSE,
         now: Callable[[], float] = time.monotonic,
         on_change: Callable[[BreakerTransition], None] | None = None,
+        shared: SharedCache | None = None,
+        shared_prefix: str = "breaker",
+        shared_clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_breaker_settings(failure_threshold, cool_down)
+        _check_breaker_settings(failure_threshold, cool_down, max_pause)
         self.failure_threshold = failure_threshold
         self.cool_down = cool_down
+        self.max_pause = max_pause
         self.now = now
+        self.shared = shared
+        self._shared_prefix = shared_prefix
+        self._shared_clock = shared_clock
         self._on_change = on_change
         self._lock = threading.Lock()
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._breakers: dict[str, Breaker] = {}
 
-    def get(self, key: str) -> CircuitBreaker:
+    def get(self, key: str) -> Breaker:
         with self._lock:
             breaker = self._breakers.get(key)
             if breaker is None:
-                breaker = CircuitBreaker(
-                    key,
-                    failure_threshold=self.failure_threshold,
-                    cool_down=self.cool_down,
-                    now=self.now,
-                    on_change=self._on_change,
-                )
+                breaker = self._make(key)
                 self._breakers[key] = breaker
             return breaker
+
+    def _make(self, key: str) -> Breaker:
+        if self.shared is not None:
+            return SharedCircuitBreaker(
+                key,
+                self.shared,
+                failure_threshold=self.failure_threshold,
+                cool_down=self.cool_down,
+                max_pause=self.max_pause,
+                prefix=self._shared_prefix,
+                clock=self._shared_clock,
+                on_change=self._on_change,
+            )
+        return CircuitBreaker(
+            key,
+            failure_threshold=self.failure_threshold,
+            cool_down=self.cool_down,
+            max_pause=self.max_pause,
+            now=self.now,
+            on_change=self._on_change,
+        )
+
+    def reset(self) -> None:
+        """Forget every breaker, and for a shared board the state it holds of them, for all
+        processes (tests and changed settings; a deployment has no other use for it)."""
+        with self._lock:
+            breakers, self._breakers = list(self._breakers.values()), {}
+        for breaker in breakers:
+            if isinstance(breaker, SharedCircuitBreaker):
+                breaker.forget()
 
     def states(self) -> dict[str, BreakerState]:
         with self._lock:
@@ -289,12 +574,14 @@ class BreakerBoard:
 # ---------------------------------------------------------------------------------------------
 
 CIRCUIT_OPEN = "circuit_open"
+PAUSED = "paused"  # skipped without a request: its Retry-After runs longer than we may wait
+SKIPPED = frozenset({CIRCUIT_OPEN, PAUSED})
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One try of one model. ``outcome`` is "ok", an ``LLMError`` kind, or "circuit_open" (the
-    model was skipped without a request)."""
+    """One try of one model. ``outcome`` is "ok", an ``LLMError`` kind, "circuit_open" or
+    "paused" (the model was skipped without a request)."""
 
     llm_id: str
     started_at: float  # the ResilientLLM's clock (time.monotonic by default)
@@ -308,7 +595,7 @@ class Attempt:
 
     @property
     def reached_provider(self) -> bool:
-        return self.outcome != CIRCUIT_OPEN
+        return self.outcome not in SKIPPED
 
 
 @dataclass(slots=True)
@@ -445,7 +732,31 @@ class ResilientLLM:
             waited = 0.0
             retry = 0
             while True:
-                if not breaker.allow():
+                allowed = breaker.allow()
+                if allowed and retry == 0:
+                    # A Retry-After another request (of any process, with a shared board) got.
+                    # A half-open probe keeps its claim while it waits: the others skip.
+                    hold = breaker.paused_for()
+                    if hold > min(self.retry.max_retry_after, budget):
+                        breaker.release()
+                        last_error = LLMError(
+                            "rate_limit",
+                            f"{llm.id} asked us to wait {hold:.0f} s before asking again.",
+                        )
+                        trace.attempts.append(
+                            Attempt(
+                                llm.id, self._now(), 0.0, PAUSED, message=last_error.user_message
+                            )
+                        )
+                        break  # next model
+                    if hold > 0:
+                        self._sleep(hold)
+                        budget -= hold
+                        waited = hold
+                        if breaker.state == "open":  # opened by others while we waited
+                            breaker.release()
+                            allowed = False
+                if not allowed:
                     last_error = LLMError(
                         "server",
                         f"{llm.id} is paused after repeated failures "
@@ -501,6 +812,8 @@ class ResilientLLM:
                         breaker.record_failure()
                     else:
                         breaker.release()
+                    if error.retry_after is not None:
+                        breaker.pause(error.retry_after)  # for the other requests too
                     if streamed:
                         # The user saw part of an answer: never restart it (module docstring).
                         if error.kind == "incomplete":
@@ -513,6 +826,10 @@ class ResilientLLM:
                     last_error = error
                     retry += 1
                     wait = self.retry.delay(error, retry, self._random)
+                    if wait is not None:
+                        # a longer Retry-After learned meanwhile by another request is a floor
+                        hold = breaker.paused_for()
+                        wait = None if hold > self.retry.max_retry_after else max(wait, hold)
                     if wait is None or wait > budget or breaker.state == "open":
                         break  # next model
                     self._sleep(wait)
@@ -575,6 +892,8 @@ def _summary(attempts: Sequence[Attempt]) -> str:
         for kind, count in kinds.items():
             if kind == CIRCUIT_OPEN:
                 phrases.append("was skipped after repeated failures")
+            elif kind == PAUSED:
+                phrases.append("asked us to wait before asking again")
             elif kind in _KIND_PHRASES:
                 times = "once" if count == 1 else f"{count} times"
                 phrases.append(f"{_KIND_PHRASES[kind]} {times}")
