@@ -111,10 +111,12 @@ def test_held_out_set_precision_and_recall():
 
 def test_screening_is_fast_enough_for_every_chunk():
     chunk = ("Employees may claim travel expenses within 60 days of the trip. " * 24)[:1500]
-    started = time.perf_counter()
+    # this process's CPU time, not the wall clock: other work on a busy machine (CI, parallel
+    # runs) must not fail it; what it guards is the screener's own cost per chunk
+    started = time.process_time()
     for _ in range(200):
         screen(chunk)
-    per_chunk_ms = (time.perf_counter() - started) / 200 * 1000
+    per_chunk_ms = (time.process_time() - started) / 200 * 1000
     assert per_chunk_ms < 5, per_chunk_ms
 
 
