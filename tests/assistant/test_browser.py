@@ -245,4 +245,6 @@ def test_search_results_show_page_and_section(page, app):
         == "Travel and expenses › 3 Claims › 3.1 Meal allowance"
     )
     pdf = results.filter(has_text="handbook.pdf").first
-    assert "page " in pdf.locator(".badge").first.inner_text()
+    link = pdf.locator("a.result-page")
+    assert link.inner_text().startswith("page ")
+    assert "#page=" in link.get_attribute("href")
