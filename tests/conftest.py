@@ -83,3 +83,22 @@ def handbook(collection):
     document = ingest(make_pdf(HANDBOOK), "handbook.pdf", collection)
     assert document.status == "ready", document.error
     return document
+
+
+@pytest.fixture
+def qdrant_standin(isolated_data, settings, tmp_path):
+    """A Qdrant server stand-in (tests.qdrant_standin: Qdrant's engine behind its REST API) in a
+    thread of this process, and the app's vector store pointed at it (QdrantStore over HTTP), so
+    other processes (workers, a second web process) can share the store through its ``url``."""
+    from core.components import reset_components
+    from tests.qdrant_standin import QdrantStandin
+
+    reset_components()
+    with QdrantStandin(path=tmp_path / "qdrant-standin") as server:
+        settings.QDRANT_URL = server.url
+        settings.RAG_VECTOR_STORE = {
+            "BACKEND": "rag.store.QdrantStore",
+            "OPTIONS": {"url": server.url, "path": None, "collection": "chunks"},
+        }
+        yield server
+        reset_components()  # close the app's client before the server goes
