@@ -45,7 +45,8 @@ class Reply:
     finish_reason: str = "stop"
     send_usage: bool = True  # False: behave like servers that ignore stream_options
     keep_alives: int = 2
-    delay: float = 0.0  # seconds before each streamed chunk
+    delay: float = 0.0  # seconds before each streamed chunk (1/30: 30 tokens/s)
+    first_token_delay: float = 0.0  # seconds before the first chunk, like a model's prefill
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class Scripted:
 
     fn: Callable[[dict[str, Any]], tuple[str, str]]
     reasoning_field: ReasoningField = "reasoning_content"
+    delay: float = 0.0  # as Reply's
+    first_token_delay: float = 0.0  # as Reply's
 
 
 Behaviour = Reply | ErrorResponse | Hang | Disconnect | Scripted
@@ -300,7 +303,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(behaviour, Scripted):
             reasoning, answer = behaviour.fn(body)
             behaviour = Reply(
-                reasoning=reasoning, answer=answer, reasoning_field=behaviour.reasoning_field
+                reasoning=reasoning,
+                answer=answer,
+                reasoning_field=behaviour.reasoning_field,
+                delay=behaviour.delay,
+                first_token_delay=behaviour.first_token_delay,
             )
         if isinstance(behaviour, ErrorResponse):
             self._send_error(behaviour.status, behaviour.message, behaviour.retry_after)
@@ -362,6 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream()
         for _ in range(reply.keep_alives):
             self._write(": keep-alive\n\n")
+        if reply.first_token_delay:
+            time.sleep(reply.first_token_delay)
         for event in chunks.text_events(reply.reasoning, reply.answer, reply.reasoning_field):
             if reply.delay:
                 time.sleep(reply.delay)
