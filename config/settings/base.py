@@ -455,7 +455,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # acks_late + Redis: an unacknowledged task is redelivered after the visibility timeout,
     # which must outlast the longest task or a slow document would be processed twice at once.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": INGEST_TIME_LIMIT + 600}
+    # INGEST_VISIBILITY_TIMEOUT overrides it (tests make it short to see a redelivery quickly).
+    _visibility = _set_int("INGEST_VISIBILITY_TIMEOUT")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility or INGEST_TIME_LIMIT + 600}
+    if _visibility:  # kombu looks for expired messages every ~100 s: as often as a tenth of it
+        CELERY_BROKER_TRANSPORT_OPTIONS |= {
+            "unacked_restore_interval": max(1, _visibility // 10),
+            "unacked_restore_throttle": 1,
+        }
 # The embedded default runs the worker inside the app process (Qdrant local mode allows one
 # process); with a real broker, workers are separate processes (`celery -A config worker`).
 EMBEDDED_WORKER = (
