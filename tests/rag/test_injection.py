@@ -117,7 +117,10 @@ def test_screening_is_fast_enough_for_every_chunk():
     for _ in range(200):
         screen(chunk)
     per_chunk_ms = (time.process_time() - started) / 200 * 1000
-    assert per_chunk_ms < 5, per_chunk_ms
+    # ~4-5 ms of CPU here (2-core EPYC); embedding the same chunk costs ~50 ms, so screening
+    # stays a small share of ingestion. The bound catches a pathological rule (backtracking),
+    # not a few percent: a 5 ms bound failed on a busy CI machine with nothing slower.
+    assert per_chunk_ms < 20, per_chunk_ms
 
 
 # Issue 11: paraphrases. Attacks phrase the same moves in words the first rules never listed (a
