@@ -243,7 +243,7 @@ def main() -> None:
             web = start(
                 [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1"]
                 + ["--port", str(web_port), "--workers", str(args.workers)]
-                + ["--no-access-log"],
+                + ["--no-access-log", "--timeout-keep-alive", "75"],  # as docker-compose
                 env,
                 web_log,
             )
