@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._machine import emit, machine_facts  # noqa: E402
-from tests.live import free_port  # noqa: E402
+from tests.live import celery_worker_command, free_port  # noqa: E402
 
 PG = "postgres://postgres@127.0.0.1:5432"
 SUCCEEDED = re.compile(r"Task ingest\.document_ingest\[[^\]]+\] succeeded")
@@ -117,24 +117,7 @@ def run_round(count: int, documents: int, env: dict, tmp: Path) -> dict:
 
     logs = [tmp / f"worker-{count}-{n}.log" for n in range(count)]
     workers = [
-        start(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                f"--hostname=bench-{count}-{n}@%h",
-            ],  # fmt: skip
-            env,
-            path,
-        )
-        for n, path in enumerate(logs)
+        start(celery_worker_command(f"bench-{count}-{n}"), env, path) for n, path in enumerate(logs)
     ]
     try:
         deadline = time.monotonic() + 300

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -150,3 +151,88 @@ def answer_offline(env, cases: list[tuple[str, str]]) -> list[dict]:
     out = manage(env, "shell", "-c", code).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULTS "))
     return json.loads(line.removeprefix("RESULTS "))
+
+
+# --- Celery worker processes sharing this test's database and broker -------------------------
+
+
+def database_url(settings) -> str:
+    """The test database this process uses (pytest-django's ``test_<name>``), for another
+    process to connect to."""
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def worker_env(settings, data_dir: Path, **extra: str) -> dict[str, str]:
+    """A worker's environment, as production configures one: this test's database and broker,
+    its own DATA_DIR, and none of this process's store or storage settings unless ``extra``
+    gives them."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "S3_", "QDRANT_")) and key != "STORAGE_BACKEND"
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DATA_DIR=str(data_dir),
+        DATABASE_URL=database_url(settings),
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        EMBEDDED_WORKER="false",
+        HF_HUB_OFFLINE="1",
+        **extra,
+    )
+    return env
+
+
+def celery_worker_command(hostname: str) -> list[str]:
+    """`celery -A config worker` as production starts it, one task at a time."""
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
+        "--loglevel=INFO", "--without-gossip", "--without-mingle", f"--hostname={hostname}@%h",
+    ]  # fmt: skip
+
+
+class CeleryWorker:
+    """One worker process configured by its environment only, its output in ``log_path``."""
+
+    def __init__(self, name: str, *, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log = open(log_path, "w+")  # noqa: SIM115  (closed by stop())
+        self.process = subprocess.Popen(
+            celery_worker_command(f"{name}-{uuid.uuid4().hex[:8]}"),
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def alive(self) -> None:
+        assert self.process.poll() is None, f"{self.name} died:\n{self.output()}"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.alive()
+            if " ready." in self.output():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} did not start:\n{self.output()}")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log.close()

@@ -11,13 +11,8 @@ here with INGEST_VISIBILITY_TIMEOUT) has passed, and the document ends ready wit
 none missing and none twice (point ids are derived from the content and the passage's index)."""
 
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -28,6 +23,7 @@ from core.components import get_store
 from ingest import services
 from ingest.models import Document
 from tests.docs import make_pdf
+from tests.live import CeleryWorker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # Seconds after which a message a worker took and never acknowledged goes to another worker. Short
@@ -69,71 +65,14 @@ def long_text(n: int, paragraphs: int) -> bytes:
     ).encode()
 
 
-def database_url(settings) -> str:
-    """The test database this process uses (pytest-django's ``test_<name>``), for the workers."""
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class Worker:
-    """One `celery -A config worker --pool=solo` process, as production starts it."""
-
-    def __init__(self, name: str, *, env: dict[str, str], logs: Path) -> None:
-        self.name = name
-        self.log = open(logs / f"{name}.log", "w+")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                f"--hostname={name}-{uuid.uuid4().hex[:8]}@%h",
-            ],  # fmt: skip
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
+class Worker(CeleryWorker):
+    """A worker whose log says which ingestion tasks it received and finished."""
 
     def received(self) -> int:
         return len(re.findall(r"Task ingest\.document_ingest\[[^\]]+\] received", self.output()))
 
     def succeeded(self) -> int:
         return len(re.findall(r"Task ingest\.document_ingest\[[^\]]+\] succeeded", self.output()))
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"{self.name} died:\n{self.output()}"
-            if " ready." in self.output():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} did not start:\n{self.output()}")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log.close()
 
 
 def forget_old_messages(broker_url: str) -> None:
@@ -149,18 +88,9 @@ def start_worker(qdrant_standin, settings, tmp_path):
     forget_old_messages(settings.CELERY_BROKER_URL)
     # a worker's originals are under DATA_DIR/uploads: this process's MEDIA_ROOT
     assert Path(settings.MEDIA_ROOT) == tmp_path / "uploads"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "S3_", "QDRANT_")) and key != "STORAGE_BACKEND"
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.test",
-        DATA_DIR=str(tmp_path),
-        DATABASE_URL=database_url(settings),
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        EMBEDDED_WORKER="false",
-        HF_HUB_OFFLINE="1",
+    env = worker_env(
+        settings,
+        tmp_path,
         TOKENIZERS_PARALLELISM="false",
         QDRANT_URL=qdrant_standin.url,
         QDRANT_COLLECTION="chunks",
@@ -169,7 +99,9 @@ def start_worker(qdrant_standin, settings, tmp_path):
 
     def start(name: str, *, visibility: int = LONG_VISIBILITY) -> Worker:
         worker = Worker(
-            name, env={**env, "INGEST_VISIBILITY_TIMEOUT": str(visibility)}, logs=tmp_path
+            name,
+            env={**env, "INGEST_VISIBILITY_TIMEOUT": str(visibility)},
+            log_path=tmp_path / f"{name}.log",
         )
         workers.append(worker)
         return worker

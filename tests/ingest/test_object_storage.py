@@ -10,7 +10,6 @@ database, the broker and the bucket; a shared vector store is another test's sub
 process checks what the worker did through the database and the bucket, not through search."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from ingest import services
 from ingest.models import Document
 from ingest.tasks import document_ingest_task
 from tests.docs import make_pdf
-from tests.live import free_port
+from tests.live import CeleryWorker, free_port, worker_env
 
 from .helpers import ingest, upload
 
@@ -101,56 +100,6 @@ def files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-def database_url(settings) -> str:
-    """The test database this process uses, for another process to connect to."""
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class WorkerProcess:
-    """`celery -A config worker` as production starts it, configured by its environment only."""
-
-    def __init__(self, *, data_dir: Path, env: dict[str, str]) -> None:
-        self.log = open(data_dir.parent / "worker.log", "w+")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                f"--hostname=s3-test-{uuid.uuid4().hex[:8]}@%h",
-            ],  # fmt: skip
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def alive(self) -> None:
-        assert self.process.poll() is None, "the worker died:\n" + self.output()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log.close()
-
-
 @pytest.fixture
 def s3_worker(bucket, settings, tmp_path_factory):
     """A worker whose DATA_DIR is a new empty folder, reading originals from the bucket."""
@@ -158,18 +107,9 @@ def s3_worker(bucket, settings, tmp_path_factory):
     celery_app.control.purge()  # messages left by an interrupted earlier run
     data_dir = tmp_path_factory.mktemp("worker") / "data"
     data_dir.mkdir()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "S3_", "QDRANT_")) and key != "STORAGE_BACKEND"
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.test",
-        DATA_DIR=str(data_dir),
-        DATABASE_URL=database_url(settings),
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        EMBEDDED_WORKER="false",
-        HF_HUB_OFFLINE="1",
+    env = worker_env(
+        settings,
+        data_dir,
         STORAGE_BACKEND="s3",
         S3_BUCKET=bucket.name,
         S3_ENDPOINT_URL=bucket.endpoint,
@@ -177,7 +117,7 @@ def s3_worker(bucket, settings, tmp_path_factory):
         AWS_ACCESS_KEY_ID=CREDENTIALS["access_key"],
         AWS_SECRET_ACCESS_KEY=CREDENTIALS["secret_key"],
     )
-    worker = WorkerProcess(data_dir=data_dir, env=env)
+    worker = CeleryWorker("s3-test", env=env, log_path=data_dir.parent / "worker.log")
     worker.data_dir = data_dir
     try:
         yield worker
@@ -185,7 +125,7 @@ def s3_worker(bucket, settings, tmp_path_factory):
         worker.stop()
 
 
-def wait_until_finished(document_id: int, worker: WorkerProcess, timeout=180.0) -> Document:
+def wait_until_finished(document_id: int, worker: CeleryWorker, timeout=180.0) -> Document:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         worker.alive()
